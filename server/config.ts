@@ -1,0 +1,62 @@
+// Every setting of a node, with its default, in one place. Names follow the CLI flag's
+// words with the unit last (`--max-item-size` is `maxItemSize`, `--cache-mb` is `cacheMb`).
+
+export type StorageKind = 'level' | 'memory';
+
+export interface NodeConfig {
+  /** Node id: the name of this node in vector clocks (and, later, on the ring). */
+  id: string;
+  /** Address every listener binds to. Loopback by default: opening a store to a network is a choice. */
+  host: string;
+  /** memcached text protocol port (0 = ephemeral). */
+  port: number;
+  /** HTTP/JSON port (0 = ephemeral). */
+  httpPort: number;
+  /** Data directory: LevelDB lives in `<data>/db`. */
+  data: string;
+  storage: StorageKind;
+  /** LRU cache tier in front of LevelDB, bounded in bytes. */
+  cacheMb: number;
+  /** The whole store in memory mode, bounded in bytes; least recently used items are evicted. */
+  memoryMb: number;
+  /** Largest item, counted as memcached counts it (header + key + value). */
+  maxItemSize: number;
+  /** Background sweep of expired items and old tombstones. */
+  sweepIntervalMs: number;
+  /** Records examined per sweep step, so one step never holds the event loop long. */
+  sweepBatch: number;
+  /** Tombstones are kept this long so that replicas can learn of the delete. */
+  tombstoneGraceMs: number;
+  /** Largest memcached `get`/`gets` line (multi-get) before the connection is closed. */
+  maxGetLineBytes: number;
+  /** Replies buffered for one connection before the node stops reading from it. */
+  maxConnReplyBytes: number;
+  /** memcached `-c`: connections beyond this are refused. */
+  maxConns: number;
+  /** How long SIGTERM waits for in-flight requests before closing anyway. */
+  shutdownGraceMs: number;
+}
+
+export const MB = 1024 * 1024;
+
+export const defaults: NodeConfig = {
+  id: 'n1',
+  host: '127.0.0.1',
+  port: 11211,
+  httpPort: 8080,
+  data: './data/node1',
+  storage: 'level',
+  cacheMb: 64,
+  memoryMb: 64,
+  maxItemSize: 1024 * 1024,
+  sweepIntervalMs: 60_000,
+  sweepBatch: 10_000,
+  tombstoneGraceMs: 4 * 3600_000,
+  maxGetLineBytes: 2 * MB,
+  maxConnReplyBytes: 64 * MB,
+  maxConns: 4096,
+  shutdownGraceMs: 5_000,
+};
+
+/** The smallest item size that still holds a 1-byte key and a 1-byte value. */
+export const MIN_ITEM_SIZE = 1024;

@@ -1,0 +1,202 @@
+// A ringkv node: storage, the key-value semantics over it, and its front-ends (memcached
+// text protocol and HTTP), wired together with the background sweep. `startNode` returns
+// once every listener is bound; `close` stops accepting, lets in-flight requests finish,
+// and closes LevelDB.
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { systemClock, type Clock } from './clock.js';
+import { MB, type NodeConfig } from './config.js';
+import { LocalKv } from './kv/local-kv.js';
+import { HttpServer } from './protocol/http.js';
+import { McServer } from './protocol/memcached/server.js';
+import { LevelStore } from './storage/level-store.js';
+import { MemoryStore } from './storage/memory-store.js';
+import type { Store } from './storage/store.js';
+
+export const RINGKV_VERSION = '0.1.0';
+/** memcached-compatible version text: clients that gate features on "1.6" see 1.6.18's protocol. */
+export const VERSION_TEXT = `1.6.18-ringkv-${RINGKV_VERSION}`;
+
+export interface RunningNode {
+  readonly config: NodeConfig;
+  readonly port: number;
+  readonly httpPort: number;
+  readonly kv: LocalKv;
+  stats(): Record<string, string | number>;
+  close(): Promise<void>;
+}
+
+export function makeStore(cfg: NodeConfig, clock: Clock): Store {
+  if (cfg.storage === 'memory') return new MemoryStore({ memoryBytes: cfg.memoryMb * MB, clock });
+  const dir = path.join(cfg.data, 'db');
+  mkdirSync(dir, { recursive: true });
+  return new LevelStore({ dir, cacheBytes: cfg.cacheMb * MB, clock });
+}
+
+export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Promise<RunningNode> {
+  const startedMs = clock.now();
+  const store = makeStore(cfg, clock);
+  const kv = new LocalKv({ nodeId: cfg.id, store, clock, maxItemSize: cfg.maxItemSize, tombstoneGraceMs: cfg.tombstoneGraceMs });
+  await kv.open();
+
+  let mc: McServer | undefined;
+  const stats = (): Record<string, string | number> => {
+    const s = store.stats();
+    const cpu = process.cpuUsage();
+    const c = kv.counters;
+    const conn = mc?.counters;
+    return {
+      pid: process.pid,
+      uptime: Math.floor((clock.now() - startedMs) / 1000),
+      time: Math.floor(clock.now() / 1000),
+      version: VERSION_TEXT,
+      libevent: 'node',
+      pointer_size: 64,
+      rusage_user: (cpu.user / 1e6).toFixed(6),
+      rusage_system: (cpu.system / 1e6).toFixed(6),
+      max_connections: cfg.maxConns,
+      curr_connections: conn?.curr_connections ?? 0,
+      total_connections: conn?.total_connections ?? 0,
+      rejected_connections: conn?.rejected_connections ?? 0,
+      cmd_get: c.cmd_get,
+      cmd_set: c.cmd_set,
+      cmd_flush: c.cmd_flush,
+      cmd_touch: c.cmd_touch,
+      get_hits: c.get_hits,
+      get_misses: c.get_misses,
+      get_expired: c.get_expired,
+      get_flushed: c.get_flushed,
+      delete_misses: c.delete_misses,
+      delete_hits: c.delete_hits,
+      incr_misses: c.incr_misses,
+      incr_hits: c.incr_hits,
+      decr_misses: c.decr_misses,
+      decr_hits: c.decr_hits,
+      cas_misses: c.cas_misses,
+      cas_hits: c.cas_hits,
+      cas_badval: c.cas_badval,
+      touch_hits: c.touch_hits,
+      touch_misses: c.touch_misses,
+      store_too_large: c.store_too_large,
+      bytes_read: conn?.bytes_read ?? 0,
+      bytes_written: conn?.bytes_written ?? 0,
+      limit_maxbytes: s.limitBytes,
+      threads: 1,
+      bytes: s.bytes,
+      curr_items: s.items,
+      total_items: c.total_items,
+      evictions: s.evictions,
+      reclaimed: c.expired_swept,
+      // ringkv's own
+      storage: store.kind,
+      cache_hits: s.cacheHits,
+      cache_misses: s.cacheMisses,
+      tombstones_purged: c.tombstones_purged,
+    };
+  };
+
+  const settings = (): Array<readonly [string, string | number]> => [
+    ['maxbytes', store.stats().limitBytes],
+    ['maxconns', cfg.maxConns],
+    ['tcpport', cfg.port],
+    ['evictions', cfg.storage === 'memory' ? 'on' : 'off'],
+    ['item_size_max', cfg.maxItemSize],
+    ['cas_enabled', 'yes'],
+    ['flush_enabled', 'yes'],
+    ['storage', cfg.storage],
+    ['cache_mb', cfg.cacheMb],
+    ['memory_mb', cfg.memoryMb],
+    ['data', cfg.data],
+    ['node_id', cfg.id],
+  ];
+
+  mc = new McServer(
+    {
+      kv,
+      version: VERSION_TEXT,
+      stats(args) {
+        if (args.length === 0) return Object.entries(stats());
+        if (args.length === 1 && args[0] === 'settings') return settings();
+        if (args.length === 1 && args[0] === 'items') {
+          const s = store.stats();
+          return [
+            ['items:1:number', s.items],
+            ['items:1:evicted', s.evictions],
+            ['items:1:reclaimed', kv.counters.expired_swept],
+          ];
+        }
+        if (args.length === 1 && args[0] === 'slabs') {
+          const s = store.stats();
+          return [
+            ['active_slabs', s.items > 0 ? 1 : 0],
+            ['total_malloced', s.bytes],
+          ];
+        }
+        if (args.length === 1 && args[0] === 'sizes') return [['sizes_status', 'disabled']];
+        if (args.length === 1 && args[0] === 'conns') return [];
+        return undefined;
+      },
+      statsCommand(args) {
+        if (args.length === 1 && args[0] === 'reset') {
+          for (const k of Object.keys(kv.counters) as Array<keyof typeof kv.counters>) kv.counters[k] = 0;
+          return 'RESET\r\n';
+        }
+        if (args.length === 2 && args[0] === 'detail' && (args[1] === 'on' || args[1] === 'off')) return 'OK\r\n';
+        return undefined;
+      },
+    },
+    {
+      host: cfg.host,
+      port: cfg.port,
+      limits: { maxGetLineBytes: cfg.maxGetLineBytes, maxValueBytes: cfg.maxItemSize },
+      maxConns: cfg.maxConns,
+      maxConnReplyBytes: cfg.maxConnReplyBytes,
+    },
+  );
+  const httpServer = new HttpServer({ kv, stats }, { host: cfg.host, port: cfg.httpPort, maxItemSize: cfg.maxItemSize });
+
+  let port: number;
+  let httpPort: number;
+  try {
+    port = await mc.listen();
+    httpPort = await httpServer.listen();
+  } catch (e) {
+    await mc.close(0).catch(() => {});
+    await store.close().catch(() => {});
+    throw e;
+  }
+
+  // The background sweep: bounded steps, one at a time, never overlapping.
+  let sweepTimer: NodeJS.Timeout | undefined;
+  let sweeping: Promise<void> | undefined;
+  let stopped = false;
+  const scheduleSweep = (delayMs: number) => {
+    if (stopped) return;
+    sweepTimer = setTimeout(() => {
+      sweeping = kv
+        .sweepStep(cfg.sweepBatch)
+        .then((finished) => scheduleSweep(finished ? cfg.sweepIntervalMs : 0))
+        .catch((e: unknown) => {
+          process.stderr.write(`ringkv: sweep failed: ${e instanceof Error ? e.message : String(e)}\n`);
+          scheduleSweep(cfg.sweepIntervalMs);
+        });
+    }, delayMs);
+    sweepTimer.unref();
+  };
+  scheduleSweep(cfg.sweepIntervalMs);
+
+  return {
+    config: cfg,
+    port,
+    httpPort,
+    kv,
+    stats,
+    async close() {
+      stopped = true;
+      if (sweepTimer) clearTimeout(sweepTimer);
+      await Promise.all([mc.close(cfg.shutdownGraceMs), httpServer.close(cfg.shutdownGraceMs)]);
+      await sweeping;
+      await store.close();
+    },
+  };
+}

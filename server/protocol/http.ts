@@ -1,0 +1,215 @@
+// HTTP/JSON front-end: the same store as the memcached port, for clients that speak HTTP.
+//
+//   PUT    /kv/:key[?ttl=S&flags=N]   body = value bytes -> 204, ETag = cas unique
+//          If-Match: "<cas>" makes it a cas (412 on mismatch, 404 when absent);
+//          If-None-Match: * makes it an add (412 when present).
+//   GET    /kv/:key   -> 200 value bytes (ETag, X-Ringkv-Flags, X-Ringkv-Ttl) | 404
+//   DELETE /kv/:key   -> 204 | 404
+//   GET    /stats     -> JSON counters          GET /healthz -> {"status":"ok"}
+//
+// Errors are JSON bodies `{ "error": code, "message": text }` with a 4xx status: a bad
+// key (the memcached rules: 1..250 bytes, no spaces or control characters) is 400, a
+// body over the item size is 413 (refused before it is read when Content-Length says so).
+import http from 'node:http';
+import { casText, type StoredRecord } from '../storage/record.js';
+import { itemSize, type LocalKv, type Maybe } from '../kv/local-kv.js';
+import { keyIsValid } from './memcached/parser.js';
+import { expiryMs } from './memcached/execute.js';
+
+export interface HttpServerOptions {
+  host: string;
+  port: number;
+  maxItemSize: number;
+}
+
+export interface HttpContext {
+  readonly kv: LocalKv;
+  stats(): Record<string, string | number>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+function sendError(res: http.ServerResponse, e: HttpError, headers: http.OutgoingHttpHeaders = {}): void {
+  sendJson(res, e.status, { error: e.code, message: e.message }, headers);
+}
+
+/** The key of /kv/<key>: percent-decoded to UTF-8 bytes, held as a latin1 string like every key. */
+function parseKey(rawPath: string): string {
+  const encoded = rawPath.slice('/kv/'.length);
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(encoded);
+  } catch {
+    throw new HttpError(400, 'bad_key', 'key is not valid percent-encoding');
+  }
+  const key = Buffer.from(decoded, 'utf8').toString('latin1');
+  if (!keyIsValid(key)) {
+    throw new HttpError(400, 'bad_key', 'key must be 1 to 250 bytes with no spaces or control characters');
+  }
+  return key;
+}
+
+function parseIntParam(params: URLSearchParams, name: string, min: number, max: number): number | undefined {
+  const v = params.get(name);
+  if (v === null) return undefined;
+  if (!/^-?[0-9]+$/.test(v)) throw new HttpError(400, `bad_${name}`, `${name} must be an integer`);
+  const n = Number(v);
+  if (n < min || n > max) throw new HttpError(400, `bad_${name}`, `${name} must be between ${min} and ${max}`);
+  return n;
+}
+
+function etag(r: StoredRecord): string {
+  return `"${casText(r.version.ts)}"`;
+}
+
+function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new HttpError(413, 'too_large', `value larger than the item size limit (${limit} bytes)`));
+        req.removeAllListeners('data');
+        req.resume();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+export class HttpServer {
+  private readonly server: http.Server;
+
+  constructor(
+    private readonly ctx: HttpContext,
+    private readonly opts: HttpServerOptions,
+  ) {
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch((e: unknown) => {
+        const err = e instanceof HttpError ? e : new HttpError(500, 'internal', e instanceof Error ? e.message : String(e));
+        if (!res.headersSent) sendError(res, err, err.status === 413 ? { connection: 'close' } : {});
+        else res.destroy();
+      });
+    });
+    this.server.keepAliveTimeout = 65_000;
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const params = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
+    const method = req.method ?? 'GET';
+    if (path.startsWith('/kv/')) {
+      const key = parseKey(path);
+      switch (method) {
+        case 'GET':
+        case 'HEAD':
+          return this.get(key, res, method === 'HEAD');
+        case 'PUT':
+          return this.put(key, params, req, res);
+        case 'DELETE':
+          return this.del(key, res);
+        default:
+          return sendError(res, new HttpError(405, 'method_not_allowed', `${method} is not supported on /kv/:key`), { allow: 'GET, HEAD, PUT, DELETE' });
+      }
+    }
+    if (path === '/healthz' && method === 'GET') return sendJson(res, 200, { status: 'ok' });
+    if (path === '/stats' && method === 'GET') return sendJson(res, 200, this.ctx.stats());
+    sendError(res, new HttpError(404, 'not_found', `no route for ${method} ${path}`));
+  }
+
+  private async get(key: string, res: http.ServerResponse, head: boolean): Promise<void> {
+    const r = await this.ctx.kv.get(key);
+    if (!r) throw new HttpError(404, 'not_found', 'no such key');
+    const headers: http.OutgoingHttpHeaders = {
+      'content-type': 'application/octet-stream',
+      'content-length': r.value.length,
+      etag: etag(r),
+      'x-ringkv-flags': r.flags,
+    };
+    if (r.expiresAtMs !== 0) headers['x-ringkv-ttl'] = Math.max(0, Math.ceil((r.expiresAtMs - this.ctx.kv.now()) / 1000));
+    res.writeHead(200, headers);
+    res.end(head ? undefined : r.value);
+  }
+
+  private async put(key: string, params: URLSearchParams, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const ttl = parseIntParam(params, 'ttl', -1, 2 ** 31 - 1) ?? 0;
+    const flags = parseIntParam(params, 'flags', 0, 0xffffffff) ?? 0;
+    const limit = this.opts.maxItemSize - itemSize(key.length, 0, flags);
+    const declared = req.headers['content-length'];
+    if (declared !== undefined && Number(declared) > limit) {
+      req.resume();
+      throw new HttpError(413, 'too_large', `value larger than the item size limit (${limit} bytes for this key)`);
+    }
+    const body = await readBody(req, limit);
+    let mode: 'set' | 'add' | 'cas' = 'set';
+    let cas: bigint | undefined;
+    const ifMatch = req.headers['if-match'];
+    if (ifMatch !== undefined) {
+      const m = /^"?([0-9]+)"?$/.exec(ifMatch.trim());
+      if (!m) throw new HttpError(400, 'bad_if_match', 'If-Match must be a cas unique from an ETag');
+      mode = 'cas';
+      cas = BigInt(m[1]!);
+    } else if (req.headers['if-none-match'] === '*') mode = 'add';
+    const kv = this.ctx.kv;
+    const result = await (kv.storeItem(mode, key, body, flags, expiryMs(ttl, kv.now()), cas) as Maybe<Awaited<ReturnType<LocalKv['storeItem']>>>);
+    switch (result.status) {
+      case 'STORED':
+        res.writeHead(204, { etag: etag(result.record!) });
+        res.end();
+        return;
+      case 'TOO_LARGE':
+        throw new HttpError(413, 'too_large', 'value larger than the item size limit');
+      case 'NOT_FOUND':
+        throw new HttpError(404, 'not_found', 'no such key');
+      case 'EXISTS':
+      case 'NOT_STORED':
+        throw new HttpError(412, 'precondition_failed', mode === 'add' ? 'key already exists' : 'cas unique does not match');
+    }
+  }
+
+  private async del(key: string, res: http.ServerResponse): Promise<void> {
+    const r = await this.ctx.kv.delete(key);
+    if (r !== 'DELETED') throw new HttpError(404, 'not_found', 'no such key');
+    res.writeHead(204);
+    res.end();
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.opts.port, this.opts.host, () => {
+        this.server.off('error', reject);
+        const addr = this.server.address();
+        resolve(typeof addr === 'object' && addr ? addr.port : this.opts.port);
+      });
+    });
+  }
+
+  async close(graceMs: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    const timer = setTimeout(() => this.server.closeAllConnections(), graceMs);
+    await closed;
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,379 @@
+// The memcached text-protocol parser: a pure function over (buffer, offset) that returns
+// need-more, a typed command, or a typed error. Bad input is a returned value, never a
+// throw. It follows memcached 1.6.18's proto_text.c (see shared/memcached-text-protocol.md):
+// tokens split on spaces only, a trailing \r stripped, data blocks read by length (binary
+// safe), and memcached's own order of checks so that errors match byte for byte.
+import type { StoreMode } from '../../kv/local-kv.js';
+import type { Command, MetaBase, MetaFlag, ParseResult } from './commands.js';
+
+export const KEY_MAX_BYTES = 250;
+/** A line without \n longer than this closes the connection, unless it is a get. */
+export const LINE_MAX_BYTES = 2048;
+/** memcached's MFLAG_MAX_OPT_LENGTH: at most this many tokens in a meta command. */
+const META_MAX_TOKENS = 20;
+const META_OPAQUE_MAX_BYTES = 32;
+const INT32_MAX = 2 ** 31 - 1;
+const U64_MAX = (1n << 64n) - 1n;
+
+export const ERR_BAD_FORMAT = 'CLIENT_ERROR bad command line format\r\n';
+export const ERR_BAD_CHUNK = 'CLIENT_ERROR bad data chunk\r\n';
+export const ERR_UNKNOWN = 'ERROR\r\n';
+export const ERR_EXPTIME = 'CLIENT_ERROR invalid exptime argument\r\n';
+export const ERR_DELTA = 'CLIENT_ERROR invalid numeric delta argument\r\n';
+export const ERR_DELETE_USAGE = 'CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n';
+export const ERR_TOO_LARGE = 'SERVER_ERROR object too large for cache\r\n';
+
+export interface ParserLimits {
+  /** Largest get/gets line before the connection is closed (memcached: unbounded). */
+  maxGetLineBytes: number;
+  /** Values larger than this cannot be an item: the block is swallowed, not buffered. */
+  maxValueBytes: number;
+}
+
+/** Control characters (and DEL) are refused in keys: every key must be reachable over HTTP too. */
+export function keyIsValid(key: string): boolean {
+  if (key.length === 0 || key.length > KEY_MAX_BYTES) return false;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c <= 0x20 || c === 0x7f) return false;
+  }
+  return true;
+}
+
+function tokenize(buf: Buffer, start: number, end: number): string[] {
+  const tokens: string[] = [];
+  let i = start;
+  while (i < end) {
+    while (i < end && buf[i] === 0x20) i++;
+    if (i >= end) break;
+    const s = i;
+    while (i < end && buf[i] !== 0x20) i++;
+    tokens.push(buf.toString('latin1', s, i));
+  }
+  return tokens;
+}
+
+/** strtol/strtoul-style decimal: optional sign, digits, nothing after. */
+function parseDecimal(t: string, allowMinus: boolean): bigint | undefined {
+  if (!/^[+-]?[0-9]+$/.test(t)) return undefined;
+  if (t[0] === '-' && !allowMinus) {
+    // strtoul accepts "-0" (and wraps); memcached refuses a wrapped, sign-looking result.
+    return /^-0+$/.test(t) ? 0n : undefined;
+  }
+  return BigInt(t);
+}
+
+/** memcached's safe_strtol into int32. */
+export function parseI32(t: string): number | undefined {
+  const n = parseDecimal(t, true);
+  if (n === undefined || n > BigInt(INT32_MAX) || n < -BigInt(INT32_MAX) - 1n) return undefined;
+  return Number(n);
+}
+
+/** memcached's client flags: strtoul truncated to 32 bits, as 1.6.18 stores them. */
+export function parseFlags(t: string): number | undefined {
+  const n = parseDecimal(t, false);
+  if (n === undefined || n > U64_MAX) return undefined;
+  return Number(n & 0xffffffffn);
+}
+
+/** memcached's safe_strtoull. */
+export function parseU64(t: string): bigint | undefined {
+  const n = parseDecimal(t, false);
+  if (n === undefined || n > U64_MAX) return undefined;
+  return n;
+}
+
+function isNoreply(tokens: string[]): boolean {
+  return tokens[tokens.length - 1] === 'noreply';
+}
+
+const STORE_MODES: Readonly<Record<string, StoreMode>> = {
+  set: 'set',
+  add: 'add',
+  replace: 'replace',
+  append: 'append',
+  prepend: 'prepend',
+  cas: 'cas',
+};
+
+/**
+ * Parse one command at `offset`. `end` defaults to the buffer length. The caller
+ * keeps unconsumed bytes and calls again when more arrive.
+ */
+export function parseCommand(buf: Buffer, offset: number, limits: ParserLimits, end: number = buf.length): ParseResult {
+  const nl = buf.indexOf(0x0a, offset);
+  if (nl === -1 || nl >= end) {
+    const pending = end - offset;
+    if (pending > LINE_MAX_BYTES) {
+      let i = offset;
+      while (i < end && buf[i] === 0x20) i++;
+      const isGet = i - offset <= 100 && (buf.toString('latin1', i, i + 4) === 'get ' || buf.toString('latin1', i, i + 5) === 'gets ');
+      if (!isGet) return { type: 'close', reason: 'line too long' };
+      if (pending > limits.maxGetLineBytes) return { type: 'close', reason: 'get line too long' };
+    }
+    return { type: 'need-more' };
+  }
+  const lineEnd = nl > offset && buf[nl - 1] === 0x0d ? nl - 1 : nl;
+  const next = nl + 1;
+  const tokens = tokenize(buf, offset, lineEnd);
+  if (tokens.length === 0) return { type: 'error', reply: ERR_UNKNOWN, next };
+  const name = tokens[0]!;
+  const words = tokens.length;
+  switch (name) {
+    case 'get':
+    case 'gets':
+      if (words < 2) return { type: 'error', reply: ERR_UNKNOWN, next };
+      return retrieval(tokens.slice(1), name === 'gets', next);
+    case 'gat':
+    case 'gats': {
+      if (words < 3) return words === 2 ? gatNoKeys(tokens, next) : { type: 'error', reply: ERR_UNKNOWN, next };
+      const exptime = parseI32(tokens[1]!);
+      if (exptime === undefined) return { type: 'error', reply: ERR_EXPTIME, next };
+      const r = retrieval(tokens.slice(2), name === 'gats', next);
+      if (r.type !== 'command' || r.command.kind !== 'get') return r;
+      return { type: 'command', command: { kind: 'gat', exptime, keys: r.command.keys, withCas: r.command.withCas }, next };
+    }
+    case 'set':
+    case 'add':
+    case 'replace':
+    case 'append':
+    case 'prepend':
+      if (words !== 5 && words !== 6) return { type: 'error', reply: ERR_UNKNOWN, next };
+      return storage(buf, STORE_MODES[name]!, tokens, next, end, limits);
+    case 'cas':
+      if (words !== 6 && words !== 7) return { type: 'error', reply: ERR_UNKNOWN, next };
+      return storage(buf, 'cas', tokens, next, end, limits);
+    case 'delete': {
+      if (words < 2 || words > 4) return { type: 'error', reply: ERR_UNKNOWN, next };
+      const key = tokens[1]!;
+      if (!keyIsValid(key)) return { type: 'error', reply: ERR_BAD_FORMAT, next };
+      const noreply = isNoreply(tokens);
+      // Legacy `delete <key> 0` is accepted; any other extra token is a usage error.
+      const extra = words - (noreply ? 3 : 2);
+      if (extra > 1 || (extra === 1 && tokens[2] !== '0')) {
+        return { type: 'error', reply: noreply ? '' : ERR_DELETE_USAGE, next };
+      }
+      return { type: 'command', command: { kind: 'delete', key, noreply }, next };
+    }
+    case 'incr':
+    case 'decr': {
+      if (words !== 3 && words !== 4) return { type: 'error', reply: ERR_UNKNOWN, next };
+      const noreply = isNoreply(tokens);
+      const key = tokens[1]!;
+      if (!keyIsValid(key)) return { type: 'error', reply: noreply ? '' : ERR_BAD_FORMAT, next };
+      const delta = parseU64(tokens[2]!);
+      if (delta === undefined) return { type: 'error', reply: noreply ? '' : ERR_DELTA, next };
+      return { type: 'command', command: { kind: 'delta', incr: name === 'incr', key, delta, noreply }, next };
+    }
+    case 'touch': {
+      if (words !== 3 && words !== 4) return { type: 'error', reply: ERR_UNKNOWN, next };
+      const noreply = isNoreply(tokens);
+      const key = tokens[1]!;
+      if (!keyIsValid(key)) return { type: 'error', reply: noreply ? '' : ERR_BAD_FORMAT, next };
+      const exptime = parseI32(tokens[2]!);
+      if (exptime === undefined) return { type: 'error', reply: noreply ? '' : ERR_EXPTIME, next };
+      return { type: 'command', command: { kind: 'touch', key, exptime, noreply }, next };
+    }
+    case 'flush_all': {
+      if (words > 3) return { type: 'error', reply: ERR_UNKNOWN, next };
+      const noreply = isNoreply(tokens);
+      const args = tokens.slice(1, noreply ? -1 : undefined);
+      if (args.length > 1) return { type: 'error', reply: noreply ? '' : ERR_UNKNOWN, next };
+      let delay = 0;
+      if (args.length === 1) {
+        const d = parseI32(args[0]!);
+        if (d === undefined) return { type: 'error', reply: noreply ? '' : ERR_EXPTIME, next };
+        delay = d;
+      }
+      return { type: 'command', command: { kind: 'flush_all', delay, noreply }, next };
+    }
+    case 'version':
+      return { type: 'command', command: { kind: 'version' }, next };
+    case 'verbosity': {
+      if (words !== 2 && words !== 3) return { type: 'error', reply: ERR_UNKNOWN, next };
+      const noreply = isNoreply(tokens);
+      if (words === 2 && noreply) return { type: 'command', command: { kind: 'verbosity', noreply }, next };
+      if (parseI32(tokens[1]!) === undefined) return { type: 'error', reply: noreply ? '' : ERR_BAD_FORMAT, next };
+      return { type: 'command', command: { kind: 'verbosity', noreply }, next };
+    }
+    case 'stats':
+      return { type: 'command', command: { kind: 'stats', args: tokens.slice(1) }, next };
+    case 'quit':
+      return { type: 'command', command: { kind: 'quit' }, next };
+    case 'mn':
+      return { type: 'command', command: { kind: 'mn' }, next };
+    case 'mg':
+    case 'md':
+    case 'ma':
+    case 'me':
+      return meta(name, tokens, next);
+    case 'ms':
+      return metaSet(buf, tokens, next, end, limits);
+    default:
+      return { type: 'error', reply: ERR_UNKNOWN, next };
+  }
+}
+
+function gatNoKeys(tokens: string[], next: number): ParseResult {
+  // `gat <exptime>` with no key answers END, as memcached does.
+  const exptime = parseI32(tokens[1]!);
+  if (exptime === undefined) return { type: 'error', reply: ERR_EXPTIME, next };
+  return { type: 'command', command: { kind: 'gat', exptime, keys: [], withCas: tokens[0] === 'gats' }, next };
+}
+
+function retrieval(keys: string[], withCas: boolean, next: number): ParseResult {
+  for (const k of keys) {
+    // One bad key makes the whole reply that one error line.
+    if (!keyIsValid(k)) return { type: 'error', reply: ERR_BAD_FORMAT, next };
+  }
+  return { type: 'command', command: { kind: 'get', keys, withCas }, next };
+}
+
+function storage(buf: Buffer, mode: StoreMode, tokens: string[], lineNext: number, end: number, limits: ParserLimits): ParseResult {
+  const noreply = isNoreply(tokens);
+  const fail = (reply: string): ParseResult => ({ type: 'error', reply: noreply ? '' : reply, next: lineNext });
+  const key = tokens[1]!;
+  if (!keyIsValid(key)) return fail(ERR_BAD_FORMAT);
+  const flags = parseFlags(tokens[2]!);
+  const exptime = parseI32(tokens[3]!);
+  const bytes = parseI32(tokens[4]!);
+  if (flags === undefined || exptime === undefined || bytes === undefined) return fail(ERR_BAD_FORMAT);
+  if (bytes < 0 || bytes > INT32_MAX - 2) return fail(ERR_BAD_FORMAT);
+  let cas: bigint | undefined;
+  if (mode === 'cas') {
+    cas = parseU64(tokens[5]!);
+    if (cas === undefined) return fail(ERR_BAD_FORMAT);
+  }
+  if (bytes > limits.maxValueBytes) {
+    return { type: 'command', command: { kind: 'too-large', mode, key, noreply }, next: lineNext, swallow: bytes + 2 };
+  }
+  const blockEnd = lineNext + bytes + 2;
+  if (blockEnd > end) return { type: 'need-more' };
+  if (buf[blockEnd - 2] !== 0x0d || buf[blockEnd - 1] !== 0x0a) {
+    // memcached consumes <bytes>+2 and parses what follows as commands.
+    return { type: 'error', reply: noreply ? '' : ERR_BAD_CHUNK, next: blockEnd };
+  }
+  const value = Buffer.from(buf.subarray(lineNext, lineNext + bytes));
+  return { type: 'command', command: { kind: 'store', mode, key, flags, exptime, value, cas, noreply }, next: blockEnd };
+}
+
+// ---- meta commands ----------------------------------------------------------------------
+
+/** Flags memcached 1.6.18's _meta_flag_preparse knows; any other letter is an invalid flag. */
+const META_KNOWN = new Set('bNTRlOPLkstcfvhuqFCMJDIE'.split(''));
+
+type MetaParse = { ok: true; base: MetaBase } | { ok: false; reply: string };
+
+function metaFlags(tokens: string[], firstFlag: number, duplicateReply: string, invalidReply: string): MetaParse {
+  const key = tokens[1]!;
+  const flags: MetaFlag[] = [];
+  const seen = new Set<string>();
+  let bad: string | undefined;
+  for (let i = firstFlag; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    const letter = t[0]!;
+    if (seen.has(letter)) return { ok: false, reply: duplicateReply };
+    seen.add(letter);
+    if (!META_KNOWN.has(letter)) return { ok: false, reply: invalidReply };
+    const token = t.slice(1);
+    switch (letter) {
+      case 'N':
+      case 'T':
+      case 'R':
+        if (parseI32(token) === undefined) bad ??= 'CLIENT_ERROR bad token in command line format\r\n';
+        break;
+      case 'F':
+        if (parseFlags(token) === undefined) bad ??= ERR_BAD_FORMAT;
+        break;
+      case 'C':
+        if (parseU64(token) === undefined) bad ??= 'CLIENT_ERROR bad token in command line format\r\n';
+        break;
+      case 'M':
+        if (t.length !== 2) bad ??= 'CLIENT_ERROR incorrect length for M token\r\n';
+        break;
+      case 'J':
+        if (parseU64(token) === undefined) bad ??= 'CLIENT_ERROR invalid numeric initial value\r\n';
+        break;
+      case 'D':
+        if (parseU64(token) === undefined) bad ??= 'CLIENT_ERROR invalid numeric delta value\r\n';
+        break;
+    }
+    flags.push({ letter, token });
+  }
+  if (bad) return { ok: false, reply: bad };
+  const base64 = seen.has('b');
+  let keyBytes = key;
+  if (base64) {
+    const decoded = decodeBase64Key(key);
+    if (decoded === undefined) return { ok: false, reply: 'CLIENT_ERROR error decoding key\r\n' };
+    keyBytes = decoded;
+  }
+  return { ok: true, base: { key: keyBytes, keyToken: key, base64, flags, quiet: seen.has('q') } };
+}
+
+function decodeBase64Key(text: string): string | undefined {
+  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(text)) return undefined;
+  const bytes = Buffer.from(text, 'base64');
+  if (bytes.length === 0 || bytes.length > KEY_MAX_BYTES) return undefined;
+  return bytes.toString('latin1');
+}
+
+function meta(name: 'mg' | 'md' | 'ma' | 'me', tokens: string[], next: number): ParseResult {
+  if (tokens.length < 2) return { type: 'error', reply: ERR_UNKNOWN, next };
+  const key = tokens[1]!;
+  if (key.length > KEY_MAX_BYTES) return { type: 'error', reply: ERR_BAD_FORMAT, next };
+  if (tokens.length + 1 > META_MAX_TOKENS) {
+    const reply = name === 'mg' ? 'CLIENT_ERROR options flags are too long\r\n' : 'CLIENT_ERROR options flags too long\r\n';
+    return { type: 'error', reply, next };
+  }
+  const generic = name === 'md' || name === 'ma';
+  const parsed = metaFlags(
+    tokens,
+    2,
+    generic ? 'CLIENT_ERROR invalid or duplicate flag\r\n' : 'CLIENT_ERROR duplicate flag\r\n',
+    generic ? 'CLIENT_ERROR invalid or duplicate flag\r\n' : 'CLIENT_ERROR invalid flag\r\n',
+  );
+  if (!parsed.ok) return { type: 'error', reply: generic && parsed.reply.startsWith('CLIENT_ERROR bad token') ? 'CLIENT_ERROR invalid or duplicate flag\r\n' : parsed.reply, next };
+  if (!keyIsValid(parsed.base.key)) return { type: 'error', reply: ERR_BAD_FORMAT, next };
+  const opaque = parsed.base.flags.find((f) => f.letter === 'O');
+  if (opaque && opaque.token.length + 1 > META_OPAQUE_MAX_BYTES) return { type: 'error', reply: 'CLIENT_ERROR opaque token too long\r\n', next };
+  return { type: 'command', command: { kind: name, ...parsed.base }, next };
+}
+
+function metaSet(buf: Buffer, tokens: string[], lineNext: number, end: number, limits: ParserLimits): ParseResult {
+  if (tokens.length < 2) return { type: 'error', reply: ERR_UNKNOWN, next: lineNext };
+  const key = tokens[1]!;
+  if (key.length > KEY_MAX_BYTES || tokens.length === 2) return { type: 'error', reply: ERR_BAD_FORMAT, next: lineNext };
+  if (tokens.length + 1 > META_MAX_TOKENS) return { type: 'error', reply: 'CLIENT_ERROR options flags too long\r\n', next: lineNext };
+  const bytes = parseI32(tokens[2]!);
+  if (bytes === undefined || bytes < 0 || bytes > INT32_MAX - 2) return { type: 'error', reply: ERR_BAD_CHUNK, next: lineNext };
+  const swallow = bytes + 2;
+  // From here on every error swallows the data block, as memcached does.
+  const parsed = metaFlags(tokens, 3, 'CLIENT_ERROR duplicate flag\r\n', 'CLIENT_ERROR invalid flag\r\n');
+  const failSwallow = (reply: string): ParseResult => {
+    const blockEnd = lineNext + swallow;
+    if (blockEnd <= end) return { type: 'error', reply, next: blockEnd };
+    return { type: 'error', reply, next: lineNext, swallow };
+  };
+  if (!parsed.ok) return failSwallow(parsed.reply);
+  const mode = parsed.base.flags.find((f) => f.letter === 'M');
+  if (mode && !'EAPRS'.includes(mode.token[0] ?? '?')) return failSwallow('CLIENT_ERROR invalid mode for ms M token\r\n');
+  if (!keyIsValid(parsed.base.key)) return failSwallow(ERR_BAD_FORMAT);
+  const opaque = parsed.base.flags.find((f) => f.letter === 'O');
+  if (opaque && opaque.token.length + 1 > META_OPAQUE_MAX_BYTES) return failSwallow('CLIENT_ERROR opaque token too long\r\n');
+  if (bytes > limits.maxValueBytes) {
+    return {
+      type: 'command',
+      command: { kind: 'too-large', mode: 'set', key: parsed.base.key, noreply: false, meta: parsed.base },
+      next: lineNext,
+      swallow,
+    };
+  }
+  const blockEnd = lineNext + swallow;
+  if (blockEnd > end) return { type: 'need-more' };
+  if (buf[blockEnd - 2] !== 0x0d || buf[blockEnd - 1] !== 0x0a) return { type: 'error', reply: ERR_BAD_CHUNK, next: blockEnd };
+  const value = Buffer.from(buf.subarray(lineNext, lineNext + bytes));
+  const command: Command = { kind: 'ms', value, ...parsed.base };
+  return { type: 'command', command, next: blockEnd };
+}

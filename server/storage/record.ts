@@ -1,0 +1,144 @@
+// A stored record and its version. The shape is the cluster's from the start: a vector
+// clock (node id -> counter) and a hybrid logical clock timestamp. On a single node only
+// the node's own vector-clock entry moves; replication (later) compares whole clocks.
+//
+// Invariants: `ts` of successive versions written by one node strictly increases (the
+// HLC guarantees it), so `casUnique(ts)` differs for every modification; a tombstone has
+// an empty value and stands for "deleted at this version".
+import { Decoder, Encoder } from '@msgpack/msgpack';
+import { assert } from '../util/assert.js';
+
+/** Hybrid logical clock timestamp: wall milliseconds and a logical counter (< 2^16). */
+export interface Hlc {
+  readonly wallMs: number;
+  readonly logical: number;
+}
+
+export type VectorClock = Readonly<Record<string, number>>;
+
+export interface Version {
+  readonly clock: VectorClock;
+  readonly ts: Hlc;
+}
+
+export interface StoredRecord {
+  /** Value bytes (empty for a tombstone). */
+  readonly value: Buffer;
+  /** memcached client flags, unsigned 32-bit. */
+  readonly flags: number;
+  /** Absolute expiry in Unix ms; 0 = never. */
+  readonly expiresAtMs: number;
+  readonly version: Version;
+  readonly tombstone: boolean;
+  /** Not persisted: whether a get has fetched it (mg h), and when it was last touched (mg l). */
+  fetched: boolean;
+  accessedMs: number;
+}
+
+export const LOGICAL_MAX = 0xffff;
+
+export function compareHlc(a: Hlc, b: Hlc): number {
+  return a.wallMs !== b.wallMs ? a.wallMs - b.wallMs : a.logical - b.logical;
+}
+
+/**
+ * The memcached cas unique of a version: 64-bit, wallMs * 2^16 + logical. Unique per
+ * modification on a node, and it grows with time, so a restarted node never reissues one.
+ */
+export function casUnique(ts: Hlc): bigint {
+  return (BigInt(ts.wallMs) << 16n) | BigInt(ts.logical);
+}
+
+/** Decimal text of the cas unique, computed without BigInt while it fits a double exactly. */
+export function casText(ts: Hlc): string {
+  const n = ts.wallMs * 65536 + ts.logical;
+  return Number.isSafeInteger(n) ? String(n) : casUnique(ts).toString();
+}
+
+/** The next version of a record written by `nodeId`, after `prev` (if any). */
+export function nextVersion(prev: Version | undefined, nodeId: string, ts: Hlc): Version {
+  const counter = (prev?.clock[nodeId] ?? 0) + 1;
+  return { clock: { ...prev?.clock, [nodeId]: counter }, ts };
+}
+
+/**
+ * A hybrid logical clock (Kulkarni et al.): timestamps never go backwards, even when the
+ * wall clock does, and two calls never return the same timestamp.
+ */
+export class HybridClock {
+  private last: Hlc = { wallMs: 0, logical: 0 };
+
+  constructor(private readonly wallMs: () => number) {}
+
+  /** A timestamp strictly greater than every one returned or observed before. */
+  tick(): Hlc {
+    const physical = this.wallMs();
+    let next: Hlc;
+    if (physical > this.last.wallMs) next = { wallMs: physical, logical: 0 };
+    else if (this.last.logical < LOGICAL_MAX) next = { wallMs: this.last.wallMs, logical: this.last.logical + 1 };
+    else next = { wallMs: this.last.wallMs + 1, logical: 0 };
+    assert(compareHlc(next, this.last) > 0, 'hlc must move forward');
+    this.last = next;
+    return next;
+  }
+
+  /** Never issue a timestamp at or below one already seen (a stored record, a peer's). */
+  observe(ts: Hlc): void {
+    if (compareHlc(ts, this.last) > 0) this.last = ts;
+  }
+
+  peek(): Hlc {
+    return this.last;
+  }
+}
+
+// msgpack with explicit limits: the decoder's defaults accept 4 GiB strings and arrays.
+const encoder = new Encoder({ ignoreUndefined: true });
+const decoder = new Decoder({
+  maxStrLength: 1024,
+  maxBinLength: 512 * 1024 * 1024,
+  maxArrayLength: 16,
+  maxMapLength: 4096,
+  maxExtLength: 0,
+});
+
+/** Record format version, first element of the encoded array. */
+const FORMAT = 1;
+
+/** [format, value, flags, expiresAtMs, clock, wallMs, logical, tombstone] */
+export function encodeRecord(r: StoredRecord): Uint8Array {
+  return encoder.encode([
+    FORMAT,
+    r.value,
+    r.flags,
+    r.expiresAtMs,
+    r.version.clock,
+    r.version.ts.wallMs,
+    r.version.ts.logical,
+    r.tombstone ? 1 : 0,
+  ]);
+}
+
+export class CorruptRecordError extends Error {
+  override name = 'CorruptRecordError';
+}
+
+export function decodeRecord(bytes: Uint8Array): StoredRecord {
+  const a = decoder.decode(bytes);
+  if (!Array.isArray(a) || a[0] !== FORMAT || a.length !== 8) throw new CorruptRecordError('unknown record format');
+  const [, value, flags, expiresAtMs, clock, wallMs, logical, tombstone] = a as [
+    number, Uint8Array, number, number, Record<string, number>, number, number, number,
+  ];
+  if (!(value instanceof Uint8Array) || typeof flags !== 'number' || typeof wallMs !== 'number') {
+    throw new CorruptRecordError('bad record fields');
+  }
+  return {
+    value: Buffer.from(value.buffer, value.byteOffset, value.byteLength),
+    flags,
+    expiresAtMs,
+    version: { clock, ts: { wallMs, logical } },
+    tombstone: tombstone === 1,
+    fetched: false,
+    accessedMs: wallMs,
+  };
+}

@@ -1,0 +1,58 @@
+// The storage interface every implementation (LevelDB + LRU tier, memory-only, and the
+// simulator's) provides, with one conformance suite run against each
+// (test/storage/store-conformance.test.ts).
+//
+// Reads are synchronous: the memory store is a Map, and the LevelDB store reads through
+// its LRU tier and then LevelDB's synchronous get (a few microseconds from the block
+// cache). That makes every read-modify-write (cas, incr, append) atomic without locks.
+// Writes are applied to what reads see at once, and `durable` tells when they are safe
+// on disk: a write is acknowledged only after its promise resolves.
+import type { Hlc, StoredRecord } from './record.js';
+
+export interface StoreStats {
+  /** Live records the store holds (tombstones excluded; expired-but-unswept included). */
+  items: number;
+  /** Bytes of keys and values held. */
+  bytes: number;
+  /** Records evicted to stay within the memory bound (memory mode). */
+  evictions: number;
+  /** Upper bound of bytes, as memcached's limit_maxbytes. */
+  limitBytes: number;
+  /** Cache tier hits and misses (level mode); in memory mode every read is a hit or absent. */
+  cacheHits: number;
+  cacheMisses: number;
+}
+
+export interface Store {
+  readonly kind: 'level' | 'memory';
+  open(): Promise<void>;
+  /** The record under `key`, tombstones included; undefined when there is none. */
+  get(key: string): StoredRecord | undefined;
+  /** Store (or replace) a record. Visible to `get` at once; the promise resolves when durable. */
+  put(key: string, record: StoredRecord): Promise<void> | void;
+  /** Remove the record entirely (sweep, purge). Visible at once; durable when resolved. */
+  remove(key: string): Promise<void> | void;
+  /**
+   * Resolves when every write to `key` accepted so far is durable; undefined when
+   * nothing is pending (so a read need not wait).
+   */
+  pending(key: string): Promise<void> | undefined;
+  /** Visit up to `limit` records after `afterKey` (exclusive) in key order; returns the last key seen. */
+  scan(afterKey: string | undefined, limit: number, visit: (key: string, record: StoredRecord) => void): Promise<string | undefined>;
+  stats(): StoreStats;
+  /** The newest version timestamp found on open, so a restarted node's clock never goes back. */
+  highestTimestamp(): Hlc | undefined;
+  /** Node metadata (the flush marker, ...): small values outside the record key space. */
+  getMeta(name: string): Promise<Uint8Array | undefined>;
+  putMeta(name: string, value: Uint8Array): Promise<void>;
+  /** Flush pending writes and release resources. */
+  close(): Promise<void>;
+}
+
+/** Bytes charged for a record: the key, the value and a fixed overhead for the object. */
+export function recordCharge(key: string, r: StoredRecord): number {
+  return key.length + r.value.length + RECORD_OVERHEAD_BYTES;
+}
+
+/** Rough per-record cost of a JS object, Map slot and vector clock in V8. */
+export const RECORD_OVERHEAD_BYTES = 96;
