@@ -23,10 +23,18 @@ function intIn(name: string, min: number, max: number) {
 
 const port = intIn('port', 0, 65535);
 
+/** Node ids name vector-clock entries and ring members: plain words only. */
+function nodeId(v: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(v) || v === '__proto__') {
+    throw new InvalidArgumentError('node id must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
+  }
+  return v;
+}
+
 function nodeCommand(): Command {
   return new Command('node')
     .description('run a ringkv node (standalone until a master is given)')
-    .option('--id <id>', 'node id (the name in vector clocks and on the ring)', defaults.id)
+    .option('--id <id>', 'node id (the name in vector clocks and on the ring)', nodeId, defaults.id)
     .option('--host <addr>', 'address to listen on', defaults.host)
     .option('--port <n>', 'memcached text protocol port (0 = any free port)', port, defaults.port)
     .option('--http-port <n>', 'HTTP/JSON port (0 = any free port)', port, defaults.httpPort)

@@ -167,7 +167,11 @@ export async function startRingkv(opts: RingkvNodeOptions = {}): Promise<Running
   const stderr = capture(proc);
   const ready = await new Promise<{ port: number; httpPort: number }>((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`ringkv node did not get ready in 15 s: ${stderr()}`)), 15_000);
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      if (removeData) rmSync(dataDir, { recursive: true, force: true });
+      reject(new Error(`ringkv node did not get ready in 15 s: ${stderr()}`));
+    }, 15_000);
     proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString('utf8');
       const m = /ringkv node ready memcached=[^:\s]+:(\d+) http=[^:\s]+:(\d+)/.exec(out);
@@ -182,6 +186,7 @@ export async function startRingkv(opts: RingkvNodeOptions = {}): Promise<Running
     });
     proc.once('exit', (code) => {
       clearTimeout(timer);
+      if (removeData) rmSync(dataDir, { recursive: true, force: true });
       reject(new Error(`ringkv node exited with ${code} before ready: ${stderr()}`));
     });
   });

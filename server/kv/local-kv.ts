@@ -138,6 +138,8 @@ interface FlushMarker {
   ts: Hlc;
   /** ...from this moment on. */
   effectiveAtMs: number;
+  /** When flush_all was given (a timestamp the clock issued). */
+  issued: Hlc;
 }
 
 /** What the meta commands track per item beyond the record: memcached's win/stale bits. */
@@ -175,11 +177,15 @@ export class LocalKv {
     await this.opts.store.open();
     const highest = this.opts.store.highestTimestamp();
     if (highest) this.hlc.observe(highest);
+    // The clock's high-water mark survives the sweep removing the newest records.
+    const mark = await this.opts.store.getMeta('hlc');
+    if (mark) this.hlc.observe(JSON.parse(Buffer.from(mark).toString('utf8')) as Hlc);
     const marker = await this.opts.store.getMeta('flush');
     if (marker) {
       const m = JSON.parse(Buffer.from(marker).toString('utf8')) as FlushMarker;
       this.flush = m;
-      this.hlc.observe(m.ts);
+      // Only a timestamp the clock issued; a delayed flush's `ts` lies in the future.
+      this.hlc.observe(m.issued);
     }
   }
 
@@ -238,6 +244,13 @@ export class LocalKv {
     this.counters.cmd_set++;
     const raw = this.opts.store.get(key);
     const cur = this.peek(key);
+    // memcached sizes the new item before it looks for the old one (add of a huge value
+    // answers "too large", not NOT_STORED); append/prepend are sized once combined.
+    if (mode !== 'append' && mode !== 'prepend' && itemSize(key.length, value.length, flags) > this.opts.maxItemSize) {
+      this.counters.store_too_large++;
+      if (mode === 'set' && cur) return this.write(key, this.tombstoneFor(key), { status: 'TOO_LARGE' } as StoreResult);
+      return { status: 'TOO_LARGE' };
+    }
     let next: Buffer = value;
     let nextFlags = flags;
     let nextExpiry = expiresAtMs;
@@ -360,10 +373,11 @@ export class LocalKv {
   flushAll(delaySeconds: number): Maybe<void> {
     this.counters.cmd_flush++;
     const now = this.now();
+    const issued = this.hlc.tick();
     const marker: FlushMarker =
       delaySeconds > 0
-        ? { ts: { wallMs: now + delaySeconds * 1000, logical: 0xffff }, effectiveAtMs: now + delaySeconds * 1000 }
-        : { ts: this.hlc.tick(), effectiveAtMs: now };
+        ? { ts: { wallMs: now + delaySeconds * 1000, logical: 0xffff }, effectiveAtMs: now + delaySeconds * 1000, issued }
+        : { ts: issued, effectiveAtMs: now, issued };
     this.flush = marker;
     this.meta.clear();
     return this.opts.store.putMeta('flush', Buffer.from(JSON.stringify(marker), 'utf8'));
@@ -429,6 +443,8 @@ export class LocalKv {
       }
     });
     const writes: Promise<void>[] = [];
+    // Removing records may remove the newest versions the clock has issued: keep its mark.
+    if (doomed.length > 0) await this.opts.store.putMeta('hlc', Buffer.from(JSON.stringify(this.hlc.peek()), 'utf8'));
     for (const key of doomed) {
       // Re-check: the record may have been rewritten since the scan saw it.
       const r = this.opts.store.get(key);

@@ -14,7 +14,6 @@ import http from 'node:http';
 import { casText, type StoredRecord } from '../storage/record.js';
 import { itemSize, type LocalKv, type Maybe } from '../kv/local-kv.js';
 import { keyIsValid } from './memcached/parser.js';
-import { expiryMs } from './memcached/execute.js';
 
 export interface HttpServerOptions {
   host: string;
@@ -171,7 +170,9 @@ export class HttpServer {
       cas = BigInt(m[1]!);
     } else if (req.headers['if-none-match'] === '*') mode = 'add';
     const kv = this.ctx.kv;
-    const result = await (kv.storeItem(mode, key, body, flags, expiryMs(ttl, kv.now()), cas) as Maybe<Awaited<ReturnType<LocalKv['storeItem']>>>);
+    // ?ttl= is always seconds from now (memcached's 30-day absolute rule is a protocol quirk).
+    const expiresAtMs = ttl === 0 ? 0 : ttl < 0 ? 1 : kv.now() + ttl * 1000;
+    const result = await (kv.storeItem(mode, key, body, flags, expiresAtMs, cas) as Maybe<Awaited<ReturnType<LocalKv['storeItem']>>>);
     switch (result.status) {
       case 'STORED':
         res.writeHead(204, { etag: etag(result.record!) });

@@ -4,7 +4,7 @@
 // Writes are group-committed: every put of one event-loop turn joins one LevelDB batch,
 // and at most one batch is in flight, so batches reach LevelDB in the order they were
 // made (two concurrent batches could be applied out of order by the thread pool). Until
-// its batch commits, a record lives in `batchOpen`/`flushing` maps that reads consult first.
+// its batch commits, a record lives in `forming`/`inflight` batches that reads consult first.
 //
 // Keys on disk: one prefix byte per key space, then the key bytes (latin1 strings are
 // bytes 1:1). 'd' data records; 'm' node metadata. Later key spaces (hints) get their own.
@@ -17,11 +17,15 @@ import { recordCharge, type Store, type StoreStats } from './store.js';
 
 const DATA = 0x64; // 'd'
 const META = 0x6d; // 'm'
+const NOT_BATCHED = Symbol('not batched');
 
 type Db = Level<Buffer, Uint8Array>;
 
-/** A write waiting for its batch: a record, or null for a removal. */
-type Pending = Map<string, StoredRecord | null>;
+/** Writes of one event-loop turn, committed to LevelDB as one batch: a record, or null for a removal. */
+interface Batch {
+  readonly writes: Map<string, StoredRecord | null>;
+  readonly done: Deferred;
+}
 
 interface Deferred {
   promise: Promise<void>;
@@ -59,11 +63,9 @@ export class LevelStore implements Store {
   private readonly db: Db;
   private readonly cache: LRUCache<string, StoredRecord>;
   /** Writes of the current turn, not yet handed to LevelDB. */
-  private batchOpen: Pending = new Map();
-  private batchOpenDone: Deferred | undefined;
-  /** The batch LevelDB is writing now. */
-  private flushing: Pending | undefined;
-  private flushingDone: Promise<void> | undefined;
+  private forming: Batch | undefined;
+  /** The batch LevelDB is writing now (at most one, so batches apply in order). */
+  private inflight: Batch | undefined;
   private items = 0;
   private bytes = 0;
   private cacheHits = 0;
@@ -94,51 +96,49 @@ export class LevelStore implements Store {
     }
   }
 
-  /** Every record is read through here; the order is the order of recency of writes. */
+  /** Every record is read through here: unflushed batches first, then the cache tier, then LevelDB. */
   get(key: string): StoredRecord | undefined {
-    const o = this.batchOpen.get(key);
-    if (o !== undefined) return o ?? undefined;
-    const f = this.flushing?.get(key);
-    if (f !== undefined) return f ?? undefined;
+    const o = this.batched(key);
+    if (o !== NOT_BATCHED) return o ?? undefined;
     const c = this.cache.get(key);
     if (c !== undefined) {
       this.cacheHits++;
       return c;
     }
     this.cacheMisses++;
-    const bytes = this.db.getSync(dataKey(key));
-    if (bytes === undefined) return undefined;
-    const r = decodeRecord(bytes);
-    this.cache.set(key, r);
-    return r;
+    return this.load(key);
   }
 
   put(key: string, record: StoredRecord): Promise<void> {
-    this.account(key, this.get(key), record);
+    this.account(key, this.current(key), record);
     this.cache.set(key, record);
     return this.enqueue(key, record);
   }
 
   remove(key: string): Promise<void> {
-    this.account(key, this.get(key), undefined);
+    this.account(key, this.current(key), undefined);
     this.cache.delete(key);
     return this.enqueue(key, null);
   }
 
   pending(key: string): Promise<void> | undefined {
-    if (this.batchOpen.has(key)) return this.batchOpenDone!.promise;
-    if (this.flushing?.has(key)) return this.flushingDone;
+    if (this.forming?.writes.has(key)) return this.forming.done.promise;
+    if (this.inflight?.writes.has(key)) return this.inflight.done.promise;
     return undefined;
   }
 
   async scan(afterKey: string | undefined, limit: number, visit: (key: string, r: StoredRecord) => void): Promise<string | undefined> {
     assert(limit > 0, 'scan limit must be positive');
+    // Writes accepted before the scan are on disk once their batches commit.
+    await Promise.all([this.forming?.done.promise, this.inflight?.done.promise].map((p) => p?.catch(() => {})));
     const gt = afterKey === undefined ? Buffer.from([DATA]) : dataKey(afterKey);
     let last: string | undefined;
     for await (const [k, v] of this.db.iterator({ gt, lt: Buffer.from([DATA + 1]), limit })) {
       last = k.toString('latin1', 1);
-      // The on-disk copy may be older than a write still in its batch.
-      visit(last, this.batchOpen.get(last) ?? this.flushing?.get(last) ?? decodeRecord(v));
+      // A write made during the scan is newer than the disk copy the iterator holds.
+      const b = this.batched(last);
+      const r = b === NOT_BATCHED ? decodeRecord(v) : b;
+      if (r) visit(last, r);
     }
     return last;
   }
@@ -168,13 +168,35 @@ export class LevelStore implements Store {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    // Drain: the open batch may schedule after the flushing one completes.
-    while (this.flushingDone || this.batchOpen.size > 0) {
-      if (this.flushingDone) await this.flushingDone.catch(() => {});
+    // Drain: the open batch is handed over when the in-flight one completes.
+    while (this.inflight || this.forming) {
+      if (this.inflight) await this.inflight.done.promise.catch(() => {});
       else this.flush();
     }
     this.closed = true;
     await this.db.close();
+  }
+
+  /** The record in an unflushed batch (null: removed there), or NOT_BATCHED. */
+  private batched(key: string): StoredRecord | null | typeof NOT_BATCHED {
+    if (this.forming?.writes.has(key)) return this.forming.writes.get(key)!;
+    if (this.inflight?.writes.has(key)) return this.inflight.writes.get(key)!;
+    return NOT_BATCHED;
+  }
+
+  /** The current record without counting a cache hit or miss (no client asked for it). */
+  private current(key: string): StoredRecord | undefined {
+    const b = this.batched(key);
+    if (b !== NOT_BATCHED) return b ?? undefined;
+    return this.cache.get(key) ?? this.load(key);
+  }
+
+  private load(key: string): StoredRecord | undefined {
+    const bytes = this.db.getSync(dataKey(key));
+    if (bytes === undefined) return undefined;
+    const r = decodeRecord(bytes);
+    this.cache.set(key, r);
+    return r;
   }
 
   private account(key: string, before: StoredRecord | undefined, after: StoredRecord | undefined): void {
@@ -191,39 +213,40 @@ export class LevelStore implements Store {
   private enqueue(key: string, record: StoredRecord | null): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     assert(!this.closed, 'write after close');
-    this.batchOpen.set(key, record);
-    if (!this.batchOpenDone) {
-      this.batchOpenDone = deferred();
-      if (!this.flushingDone) setImmediate(() => this.flush());
+    if (!this.forming) {
+      this.forming = { writes: new Map(), done: deferred() };
+      if (!this.inflight) setImmediate(() => this.flush());
     }
-    return this.batchOpenDone.promise;
+    this.forming.writes.set(key, record);
+    return this.forming.done.promise;
   }
 
   private flush(): void {
-    if (this.flushingDone || this.batchOpen.size === 0) return;
-    const batch = this.batchOpen;
-    const done = this.batchOpenDone!;
-    this.batchOpen = new Map();
-    this.batchOpenDone = undefined;
-    this.flushing = batch;
+    if (this.inflight || !this.forming) return;
+    const batch = this.forming;
+    this.forming = undefined;
+    this.inflight = batch;
     const ops = [];
-    for (const [key, r] of batch) {
+    for (const [key, r] of batch.writes) {
       ops.push(r === null ? { type: 'del' as const, key: dataKey(key) } : { type: 'put' as const, key: dataKey(key), value: encodeRecord(r) });
     }
-    this.flushingDone = this.db.batch(ops).then(
+    this.db.batch(ops).then(
       () => {
-        this.flushing = undefined;
-        this.flushingDone = undefined;
-        done.resolve();
-        if (this.batchOpen.size > 0) this.flush();
+        this.inflight = undefined;
+        batch.done.resolve();
+        if (this.forming) this.flush();
       },
       (e: unknown) => {
-        // LevelDB refused a write: no later write may be acknowledged either.
+        // LevelDB refused a write: nothing after it may be acknowledged or served either.
         this.failure = e;
-        this.flushing = undefined;
-        this.flushingDone = undefined;
-        done.reject(e);
-        this.batchOpenDone?.reject(e);
+        this.inflight = undefined;
+        const queued = this.forming;
+        this.forming = undefined;
+        for (const b of [batch, queued]) {
+          if (!b) continue;
+          for (const key of b.writes.keys()) this.cache.delete(key);
+          b.done.reject(e);
+        }
       },
     );
   }

@@ -37,6 +37,11 @@ export class MemoryStore implements Store {
   }
 
   put(key: string, record: StoredRecord): void {
+    // lru-cache calls dispose only for a different object: the same one again is just a touch.
+    if (this.cache.peek(key) === record) {
+      this.cache.get(key);
+      return;
+    }
     if (record.tombstone) this.tombstones++;
     this.cache.set(key, record);
     // A record larger than the whole store is refused by lru-cache; count it as evicted.

@@ -123,22 +123,40 @@ export class CorruptRecordError extends Error {
   override name = 'CorruptRecordError';
 }
 
+function isPlainClock(c: unknown): c is Record<string, number> {
+  if (c === null || typeof c !== 'object' || Array.isArray(c)) return false;
+  for (const v of Object.values(c)) if (!Number.isSafeInteger(v) || (v as number) < 0) return false;
+  return true;
+}
+
+/** Decodes a stored record; anything that is not exactly a record of this format throws CorruptRecordError. */
 export function decodeRecord(bytes: Uint8Array): StoredRecord {
-  const a = decoder.decode(bytes);
+  let a: unknown;
+  try {
+    a = decoder.decode(bytes);
+  } catch (e) {
+    throw new CorruptRecordError(`undecodable record: ${e instanceof Error ? e.message : String(e)}`);
+  }
   if (!Array.isArray(a) || a[0] !== FORMAT || a.length !== 8) throw new CorruptRecordError('unknown record format');
-  const [, value, flags, expiresAtMs, clock, wallMs, logical, tombstone] = a as [
-    number, Uint8Array, number, number, Record<string, number>, number, number, number,
-  ];
-  if (!(value instanceof Uint8Array) || typeof flags !== 'number' || typeof wallMs !== 'number') {
+  const [, value, flags, expiresAtMs, clock, wallMs, logical, tombstone] = a as unknown[];
+  if (
+    !(value instanceof Uint8Array) ||
+    !Number.isInteger(flags) || (flags as number) < 0 || (flags as number) > 0xffffffff ||
+    !Number.isSafeInteger(expiresAtMs) || (expiresAtMs as number) < -1 ||
+    !isPlainClock(clock) ||
+    !Number.isSafeInteger(wallMs) || (wallMs as number) < 0 ||
+    !Number.isInteger(logical) || (logical as number) < 0 || (logical as number) > LOGICAL_MAX ||
+    (tombstone !== 0 && tombstone !== 1)
+  ) {
     throw new CorruptRecordError('bad record fields');
   }
   return {
     value: Buffer.from(value.buffer, value.byteOffset, value.byteLength),
-    flags,
-    expiresAtMs,
-    version: { clock, ts: { wallMs, logical } },
+    flags: flags as number,
+    expiresAtMs: expiresAtMs as number,
+    version: { clock, ts: { wallMs: wallMs as number, logical: logical as number } },
     tombstone: tombstone === 1,
     fetched: false,
-    accessedMs: wallMs,
+    accessedMs: wallMs as number,
   };
 }

@@ -14,9 +14,13 @@
 // - No case uses a literal cas unique that could match a real one (ringkv's uniques need not
 //   be small counters): cas values are parsed from earlier replies (+1 for a mismatch).
 // - Cases that flush_all come last, so they cannot hide keys of cases that run after them.
+// - 1.6.18 remembers that an item was stored under a base64 (`b`) key and then echoes `k`
+//   in base64 even for a plain-key mg; ringkv echoes the key as the request gave it. A
+//   quirk of memcached's item layout, left out.
 // - Flags above 2^32-1 are left out: 1.6.18 truncates them silently (`set k 4294967296 ...`
 //   stores flags 0), a quirk no client relies on.
 import { type ConformanceCase, casOf, entry, exchange, requests, script } from './conformance-harness.js';
+import { connect } from './mc-client.js';
 
 /** memcached's default item size limit (`-I 1m`). */
 const itemSizeMax = 1024 * 1024;
@@ -26,7 +30,18 @@ const valueBytesMax1ByteKey = itemSizeMax - 59 - 1;
 const a = (n: number, ch = 'a') => ch.repeat(n);
 /** A key of exactly `len` bytes that is still unique to the case. */
 const longKey = (prefix: string, len: number) => prefix.padEnd(len, 'x');
-const unixNow = () => Math.floor(Date.now() / 1000);
+/** An absolute exptime an hour ahead, fixed at load so both servers get the same bytes. */
+const unixHourAhead = Math.floor(Date.now() / 1000) + 3600;
+
+/** memcached `stats` names that clients, dashboards and the issue rely on. */
+const STATS_CLIENTS_READ = [
+  'pid', 'uptime', 'time', 'version', 'pointer_size', 'rusage_user', 'rusage_system', 'max_connections',
+  'curr_connections', 'total_connections', 'cmd_get', 'cmd_set', 'cmd_flush', 'cmd_touch', 'get_hits',
+  'get_misses', 'get_expired', 'get_flushed', 'delete_misses', 'delete_hits', 'incr_misses', 'incr_hits',
+  'decr_misses', 'decr_hits', 'cas_misses', 'cas_hits', 'cas_badval', 'touch_hits', 'touch_misses',
+  'store_too_large', 'bytes_read', 'bytes_written', 'limit_maxbytes', 'threads', 'bytes', 'curr_items',
+  'total_items', 'evictions', 'reclaimed',
+];
 
 const storage: ConformanceCase[] = [
   requests('set then get', (k) => [`set ${k('a')} 0 0 5\r\nhello\r\n`, `get ${k('a')}\r\n`]),
@@ -44,10 +59,10 @@ const storage: ConformanceCase[] = [
     `set ${k('a')} 0 0 8\r\n\r\n\x00\xff\r\n\r\n\r\n`,
     `get ${k('a')}\r\n`,
   ]),
-  requests('value that looks like protocol lines', (k) => [
-    `set ${k('a')} 0 0 24\r\nEND\r\nVALUE x 0 1\r\nSTORED\r\n`,
-    `get ${k('a')} ${k('a')}\r\n`,
-  ]),
+  requests('value that looks like protocol lines', (k) => {
+    const value = 'END\r\nVALUE x 0 1\r\nSTORED\r\nHD c1\r\n';
+    return [`set ${k('a')} 0 0 ${value.length}\r\n${value}\r\n`, `get ${k('a')} ${k('a')}\r\nmg ${k('a')} v\r\n`];
+  }),
   requests('6th junk token is ignored (stores, replies)', (k) => [`set ${k('a')} 0 0 1 junk\r\nz\r\n`, `get ${k('a')}\r\n`]),
   requests('set noreply success is silent', (k) => [`set ${k('a')} 0 0 1 noreply\r\nz\r\n`, `get ${k('a')}\r\n`]),
   requests('set with 4 tokens -> ERROR, block parsed as command', (k) => [`set ${k('a')} 0 0\r\nz\r\n`, `get ${k('a')}\r\n`]),
@@ -98,17 +113,22 @@ const storage: ConformanceCase[] = [
     `get Q\r\n`,
     `delete Q\r\n`,
   ]),
-  requests('nonzero flags cost 4 bytes of item size', (k) => [
-    `set ${k('a')} 1 0 ${valueBytesMax1ByteKey - 4 - 3}\r\n${a(valueBytesMax1ByteKey - 4 - 3)}\r\n`,
-    `set ${k('b')} 1 0 ${valueBytesMax1ByteKey}\r\n${a(valueBytesMax1ByteKey)}\r\n`,
-    `mg ${k('a')} s f\r\nmg ${k('b')} s f\r\n`,
-  ]),
+  requests('nonzero flags cost 4 bytes of item size', (k) => {
+    // The largest value for this key with flags != 0 (spec section 4), then one byte more.
+    const n = itemSizeMax - 59 - k('a').length - 4;
+    return [
+      `set ${k('a')} 1 0 ${n}\r\n${a(n)}\r\n`,
+      `set ${k('b')} 1 0 ${n + 1}\r\n${a(n + 1)}\r\n`,
+      `set ${k('c')} 0 0 ${n + 1}\r\n${a(n + 1)}\r\n`,
+      `mg ${k('a')} s f\r\nmg ${k('b')} s f\r\nmg ${k('c')} s f\r\n`,
+    ];
+  }),
   requests('too large with noreply is silent and still deletes', (k) => [
     `set ${k('a')} 0 0 1\r\nx\r\n`,
     `set ${k('a')} 0 0 ${itemSizeMax} noreply\r\n${a(itemSizeMax)}\r\n`,
     `get ${k('a')}\r\n`,
   ]),
-  requests('too large add/replace/cas keep the old value', (k) => [
+  requests('too large add/replace keep the old value', (k) => [
     `set ${k('a')} 0 0 1\r\nx\r\n`,
     `add ${k('a')} 0 0 ${itemSizeMax}\r\n${a(itemSizeMax)}\r\n`,
     `replace ${k('a')} 0 0 ${itemSizeMax}\r\n${a(itemSizeMax)}\r\n`,
@@ -170,7 +190,7 @@ const expiry: ConformanceCase[] = [
     `get ${k('b')}\r\n`,
   ]),
   requests('absolute exptime an hour ahead keeps the item', (k) => [
-    `set ${k('a')} 0 ${unixNow() + 3600} 1\r\na\r\n`,
+    `set ${k('a')} 0 ${unixHourAhead} 1\r\na\r\n`,
     `get ${k('a')}\r\n`,
   ]),
   requests('expired item: replace/append NOT_STORED, incr/touch/delete NOT_FOUND', (k) => [
@@ -187,7 +207,7 @@ const casCases: ConformanceCase[] = [
   script('gets then cas with its unique -> STORED, new unique', async (c, k) => {
     const r1 = await c.request(`set ${k('a')} 5 0 1\r\na\r\ngets ${k('a')}\r\n`);
     const req = `cas ${k('a')} 6 0 1 ${casOf(r1)}\r\nb\r\ngets ${k('a')}\r\n`;
-    return [entry('set+gets', r1), entry(req.replace(/\d{2,}/, '<cas>'), await c.request(req))];
+    return [entry('set+gets', r1), entry('cas <cas>; gets', await c.request(req))];
   }),
   script('cas with unique + 1 -> EXISTS, value kept', async (c, k) => {
     const r1 = await c.request(`set ${k('a')} 0 0 1\r\na\r\ngets ${k('a')}\r\n`);
@@ -408,10 +428,18 @@ const misc: ConformanceCase[] = [
   requests('unknown commands -> ERROR', () => [`bogus\r\n`, `bogus a b c\r\n`, `gett k\r\n`, `noreply\r\n`]),
   requests('upper-case commands -> ERROR (the block too)', (k) => [`GET ${k('a')}\r\n`, `SET ${k('a')} 0 0 1\r\nx\r\n`, `Get ${k('a')}\r\n`]),
   requests('empty lines -> ERROR', () => [`\r\n`, `\r\n\r\n`, `\n`, `   \r\n`]),
-  requests('bare LF line endings', (k) => [`set ${k('a')} 0 0 1\nx\r\nget ${k('a')}\n`, `delete ${k('a')}\nmn\n`]),
+  requests('bare LF line endings', (k) => [`set ${k('a')} 0 0 1\nx\r\nget ${k('a')}\n`, `delete ${k('a')}\nget ${k('a')}\n`]),
   requests('tab is not a separator', (k) => [`get\t${k('a')}\r\n`, `version\tx\r\n`]),
   requests('stats noreply and unknown stats -> ERROR', () => [`stats noreply\r\n`, `stats bogus\r\n`]),
-  requests('stats: the same names (values not compared)', () => [`stats\r\n`]),
+  // ringkv reports memcached's user-facing counters (not its slab and thread internals,
+  // which have no meaning here): the names every client and dashboard reads must be
+  // present, in memcached's order. Values are not compared.
+  script('stats: the names clients read, in memcached order', async (c) => {
+    const reply = await exchange(c, `stats\r\n`);
+    const names = [...reply.matchAll(/^STAT (\S+) /gm)].map((m) => m[1]);
+    const wanted = new Set(STATS_CLIENTS_READ);
+    return [names.filter((n) => n !== undefined && wanted.has(n)).join(' ')];
+  }),
   requests('pipelining 60 commands in one write', (k) => {
     let req = '';
     for (let i = 0; i < 20; i++) req += `set ${k(`p${i}`)} ${i} 0 ${String(i * 7).length}\r\n${i * 7}\r\n`;
@@ -426,18 +454,18 @@ const misc: ConformanceCase[] = [
   script('one command split into 1-byte writes', async (c, k) => {
     const req = `set ${k('a')} 7 0 5\r\nab\r\nc\r\nget ${k('a')}\r\n`;
     await c.sendBytewise(req);
-    return [entry(`${req} (bytewise)`, await c.readMn().catch(async () => c.request('')))];
+    return [entry(`${req} (bytewise)`, await c.request(''))];
   }),
   script('meta command split into 1-byte writes', async (c, k) => {
     const req = `ms ${k('a')} 2 T60 F3\r\nhi\r\nmg ${k('a')} v f t\r\n`;
     await c.sendBytewise(req);
     return [entry(`${req} (bytewise)`, await c.request(''))];
   }),
-  script('1 MiB - 1 value sent in 64 KiB chunks', async (c, k) => {
+  script('near-1 MiB value sent in 64 KiB writes', async (c, k) => {
     const n = valueBytesMax1ByteKey - 200;
     const req = `set ${k('a')} 0 0 ${n}\r\n${a(n, 'z')}\r\n`;
     for (let i = 0; i < req.length; i += 65536) await c.send(req.slice(i, i + 65536));
-    return [entry('set (chunked)', await c.request('')), await exchangeGet(c, k('a'))];
+    return [entry('set (chunked)', await c.request('')), await exchange(c, `get ${k('a')}\r\n`)];
   }),
   script('line of 2048 bytes without newline stays open', async (c) => {
     await c.send(a(2048, 'x'));
@@ -461,7 +489,7 @@ const misc: ConformanceCase[] = [
     const r1 = await c.request(`set ${k('a')} 0 0 1\r\na\r\n`);
     await c.send(`get ${k('a')}\r\nquit\r\nget ${k('a')}\r\nset ${k('a')} 0 0 1\r\nb\r\n`);
     const r2 = await c.readUntilClose();
-    const c2 = await (await import('./mc-client.js')).connect(c.port);
+    const c2 = await connect(c.port);
     try {
       return [entry('set', r1), entry('get, quit, get, set', r2), entry('get (new connection)', await c2.request(`get ${k('a')}\r\n`))];
     } finally {
@@ -474,12 +502,16 @@ const misc: ConformanceCase[] = [
   }),
 ];
 
-async function exchangeGet(c: Parameters<ConformanceCase['steps']>[0], key: string): Promise<string> {
-  return exchange(c, `get ${key}\r\n`);
-}
-
 const metaGet: ConformanceCase[] = [
-  requests('mn with and without args', () => [`mn\r\n`, `mn a b c\r\n`]),
+  // Sent without request(): its own `mn` would add a second MN that may arrive separately.
+  script('mn with and without args', async (c) => {
+    const out: string[] = [];
+    for (const req of ['mn\r\n', 'mn a b c\r\n']) {
+      await c.send(req);
+      out.push(entry(req, await c.readMn()));
+    }
+    return out;
+  }),
   requests('mg miss -> EN; with k and O echoes them; q hides it', (k) => [
     `mg ${k('a')}\r\n`,
     `mg ${k('a')} v\r\n`,
@@ -558,7 +590,7 @@ const metaSet: ConformanceCase[] = [
   requests('ms I (without C) stores', (k) => [`ms ${k('a')} 2 T0 F3 I\r\nhi\r\nmg ${k('a')} f t v\r\n`]),
   requests('ms b: base64 key and k echo', (k) => {
     const key = Buffer.from(k('a')).toString('base64');
-    return [`ms ${key} 2 b k\r\nhi\r\n`, `mg ${k('a')} v k\r\n`, `ms ${k('a')}! 2 b\r\nhi\r\n`];
+    return [`ms ${key} 2 b k\r\nhi\r\n`, `get ${k('a')}\r\n`, `ms ${k('a')}! 2 b\r\nhi\r\n`];
   }),
   requests('ms missing datalen -> bad command line format, block parsed', (k) => [`ms ${k('a')}\r\nhi\r\n`, `ms\r\n`]),
   requests('ms bad datalen (abc, -1, old S2 syntax) -> block parsed', (k) => [

@@ -307,7 +307,6 @@ function metaSet(kv: LocalKv, m: MetaBase & { value: Buffer }): Maybe<Reply> {
       if (f.letter === 'O') out += ` O${f.token}`;
       else if (f.letter === 'k') out += metaKey(m);
       else if (f.letter === 'c' && r.record) out += ` c${casText(r.record.version.ts)}`;
-      else if (f.letter === 'b') out += ' b';
     }
     if (r.status === 'STORED' && m.quiet) return '';
     return out + CRLF;
@@ -326,10 +325,9 @@ function metaDelete(kv: LocalKv, m: MetaBase): Maybe<Reply> {
     const ttl = flagOf(m, 'T');
     const exp = ttl ? metaExpiryMs(ttl.token, kv.now()) : cur.expiresAtMs;
     const written = kv.storeItem('set', m.key, cur.value, cur.flags, exp);
-    return then(written, () => {
-      kv.markStale(m.key);
-      return m.quiet ? '' : `HD${echo}\r\n`;
-    });
+    // Marked now, not when durable: a pipelined mg right behind must see it stale.
+    kv.markStale(m.key);
+    return then(written, () => (m.quiet ? '' : `HD${echo}\r\n`));
   }
   return then(kv.delete(m.key, cas), (r) => {
     if (r === 'DELETED') return m.quiet ? '' : `HD${echo}\r\n`;

@@ -334,7 +334,8 @@ function meta(name: 'mg' | 'md' | 'ma' | 'me', tokens: string[], next: number): 
     generic ? 'CLIENT_ERROR invalid or duplicate flag\r\n' : 'CLIENT_ERROR duplicate flag\r\n',
     generic ? 'CLIENT_ERROR invalid or duplicate flag\r\n' : 'CLIENT_ERROR invalid flag\r\n',
   );
-  if (!parsed.ok) return { type: 'error', reply: generic && parsed.reply.startsWith('CLIENT_ERROR bad token') ? 'CLIENT_ERROR invalid or duplicate flag\r\n' : parsed.reply, next };
+  // md and ma answer every flag problem with one message, as 1.6.18 does.
+  if (!parsed.ok) return { type: 'error', reply: generic ? 'CLIENT_ERROR invalid or duplicate flag\r\n' : parsed.reply, next };
   if (!keyIsValid(parsed.base.key)) return { type: 'error', reply: ERR_BAD_FORMAT, next };
   const opaque = parsed.base.flags.find((f) => f.letter === 'O');
   if (opaque && opaque.token.length + 1 > META_OPAQUE_MAX_BYTES) return { type: 'error', reply: 'CLIENT_ERROR opaque token too long\r\n', next };
@@ -347,7 +348,7 @@ function metaSet(buf: Buffer, tokens: string[], lineNext: number, end: number, l
   if (key.length > KEY_MAX_BYTES || tokens.length === 2) return { type: 'error', reply: ERR_BAD_FORMAT, next: lineNext };
   if (tokens.length + 1 > META_MAX_TOKENS) return { type: 'error', reply: 'CLIENT_ERROR options flags too long\r\n', next: lineNext };
   const bytes = parseI32(tokens[2]!);
-  if (bytes === undefined || bytes < 0 || bytes > INT32_MAX - 2) return { type: 'error', reply: ERR_BAD_CHUNK, next: lineNext };
+  if (bytes === undefined || bytes < 0 || bytes > INT32_MAX - 2) return { type: 'error', reply: ERR_BAD_FORMAT, next: lineNext };
   const swallow = bytes + 2;
   // From here on every error swallows the data block, as memcached does.
   const parsed = metaFlags(tokens, 3, 'CLIENT_ERROR duplicate flag\r\n', 'CLIENT_ERROR invalid flag\r\n');

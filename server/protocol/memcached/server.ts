@@ -69,6 +69,7 @@ class Connection {
   private closed = false;
   private flushScheduled = false;
   private paused = false;
+  private ending = false;
 
   constructor(
     private readonly socket: net.Socket,
@@ -83,10 +84,17 @@ class Connection {
     socket.on('close', () => {
       this.closed = true;
     });
+    // The client sent FIN (`printf ... | nc`): answer what it asked, then close our side.
+    socket.on('end', () => {
+      this.quitting = true;
+      this.flush();
+    });
   }
 
   private onData(chunk: Buffer): void {
     this.counters.bytes_read += chunk.length;
+    // After quit (or during shutdown) input is ignored, never buffered.
+    if (this.quitting) return;
     if (this.swallow > 0) {
       const n = Math.min(this.swallow, chunk.length);
       this.swallow -= n;
@@ -199,7 +207,12 @@ class Connection {
       if (this.socket.writableLength > this.opts.maxConnReplyBytes) this.pause();
     }
     this.out = [];
-    if (this.quitting && this.queue.length === 0) this.socket.end();
+    if (this.quitting && this.queue.length === 0 && !this.ending) {
+      // Close once the replies are out; unread input must not hold the socket open.
+      this.ending = true;
+      this.socket.once('finish', () => this.socket.destroy());
+      this.socket.end();
+    }
   }
 
   /** Shutdown: read no more commands, deliver the replies already owed, then end. */
@@ -209,7 +222,6 @@ class Connection {
       else this.socket.once('close', () => resolve());
     });
     this.quitting = true;
-    this.socket.pause();
     this.flush();
     return done;
   }
@@ -248,7 +260,7 @@ export class McServer {
     private readonly ctx: McContext,
     private readonly opts: McServerOptions,
   ) {
-    this.server = net.createServer((socket) => this.accept(socket));
+    this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
   }
 
   private accept(socket: net.Socket): void {
