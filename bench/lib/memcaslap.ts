@@ -2,7 +2,7 @@
 // program, so it costs the shared CPU less per request than our Node generator, and its
 // figures do not depend on our parser. Run with one thread (-T 1) like our one generator
 // process, a get/set mix from a -F config file, fixed key and value lengths, and the key
-// space = concurrency x window (-w).
+// space = concurrency x window (-w, whole thousands only).
 //
 // Its latency is only printed as a log2 histogram in microseconds ("Log2 Dist"): row `r:`
 // lists the counts of buckets r, r+1, r+2, r+3, and bucket k holds latencies in
@@ -49,10 +49,20 @@ export interface MemcaslapReport {
   latencyMs: { p50: number; p99: number; p999: number };
   /** true when the log2 bucket convention did not match Min/Max (percentiles are then NaN) */
   log2Mismatch: boolean;
+  /** error replies memcaslap printed (counted over all output, also the dropped head) */
+  errorReplies: number;
+  /** the first error reply printed, for the report */
+  errorSample: string;
 }
 
-/** Output kept from memcaslap, bytes: its report is a few kB. */
-const outputBytesMax = 1024 * 1024;
+/**
+ * Output kept from memcaslap, bytes. Its report is a few kB at the end, but it prints every
+ * unexpected server reply as it goes, so the head is dropped past this and the tail kept.
+ */
+const outputBytesMax = 256 * 1024;
+
+/** Error replies memcaslap echoed (lines like "<48 CLIENT_ERROR bad command line format"). */
+const errorReplyPattern = /^<\d+ (CLIENT_ERROR|SERVER_ERROR|ERROR)\b/;
 
 export function memcaslapConfig(s: MemcaslapSettings): string {
   const get = Math.round(s.getRatio * 1000) / 1000;
@@ -70,15 +80,28 @@ export function memcaslapConfig(s: MemcaslapSettings): string {
   ].join('\n');
 }
 
+/**
+ * Window per connection, in thousands: memcaslap only accepts whole multiples of 1k for -w
+ * (a bare "400" is refused, "0.4k" becomes 0k and hangs), so the key space it uses is
+ * conns x window k, the requested `keys` rounded up.
+ */
+export function memcaslapWindowK(s: Pick<MemcaslapSettings, 'keys' | 'conns'>): number {
+  return Math.max(1, Math.ceil(s.keys / s.conns / 1000));
+}
+
+/** The key space memcaslap actually uses for these settings. */
+export function memcaslapKeys(s: Pick<MemcaslapSettings, 'keys' | 'conns'>): number {
+  return s.conns * memcaslapWindowK(s) * 1000;
+}
+
 export function memcaslapArgs(s: MemcaslapSettings, configFile: string): string[] {
-  const window = Math.max(1, Math.ceil(s.keys / s.conns));
   return [
     '-s', `${s.host}:${s.port}`,
     '-F', configFile,
     '-T', '1',
     '-c', String(s.conns),
     '-X', String(s.valueSize),
-    '-w', String(window),
+    '-w', `${memcaslapWindowK(s)}k`,
     '-t', `${s.durationS}s`,
     '-S', `${s.durationS}s`, // one statistics dump at the end: that is where latency is printed
   ];
@@ -91,11 +114,12 @@ function num(text: string, re: RegExp, what: string): number {
 }
 
 /** Parses the final summary and the "Total Statistics (N events)" block. */
-export function parseMemcaslap(text: string): Omit<MemcaslapReport, 'command' | 'configFile'> {
+export function parseMemcaslap(text: string): Omit<MemcaslapReport, 'command' | 'configFile' | 'errorReplies' | 'errorSample'> {
   const run = /Run time: ([\d.]+)s Ops: (\d+) TPS: (\d+)/.exec(text);
   assert(run !== null, `memcaslap printed no "Run time: ... TPS:" line: ${text.slice(-500)}`);
   const totalAt = text.lastIndexOf('Total Statistics (');
-  const block = totalAt >= 0 ? text.slice(totalAt, text.indexOf('cmd_get', totalAt) >>> 0) : '';
+  const blockEnd = text.indexOf('cmd_get', totalAt);
+  const block = totalAt < 0 ? '' : text.slice(totalAt, blockEnd < 0 ? text.length : blockEnd);
   const log2Us: Array<[number, number]> = [];
   let min = Number.NaN;
   let max = Number.NaN;
@@ -153,12 +177,24 @@ export async function runMemcaslap(s: MemcaslapSettings): Promise<MemcaslapRepor
   writeFileSync(configFile, memcaslapConfig(s));
   const args = memcaslapArgs(s, configFile);
   const budgetMs = (s.durationS + 30) * 1000;
+  let errorReplies = 0;
+  let errorSample = '';
   try {
     const out = await new Promise<string>((resolve, reject) => {
       const child = spawn(memcaslapPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
       let text = '';
+      let partial = '';
       const take = (d: Buffer) => {
-        if (text.length < outputBytesMax) text += d.toString('utf8');
+        const chunk = d.toString('latin1');
+        const lines = (partial + chunk).split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) {
+          if (!errorReplyPattern.test(line)) continue;
+          errorReplies++;
+          if (!errorSample) errorSample = line.trim();
+        }
+        text += chunk;
+        if (text.length > outputBytesMax) text = text.slice(text.length - outputBytesMax / 2);
       };
       child.stdout.on('data', take);
       child.stderr.on('data', take);
@@ -176,7 +212,7 @@ export async function runMemcaslap(s: MemcaslapSettings): Promise<MemcaslapRepor
         else reject(new Error(`memcaslap exited with ${code}: ${text.slice(-800)}`));
       });
     });
-    return { command: [memcaslapPath, ...args].join(' '), configFile: memcaslapConfig(s), ...parseMemcaslap(out) };
+    return { command: [memcaslapPath, ...args].join(' '), configFile: memcaslapConfig(s), ...parseMemcaslap(out), errorReplies, errorSample };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

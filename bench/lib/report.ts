@@ -64,11 +64,11 @@ export function fixed(x: number | undefined, digits: number): string {
   return x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(digits);
 }
 
-/** A markdown table with right-aligned columns after the first `leftColumns`. */
-export function markdownTable(header: string[], rows: string[][], leftColumns = 2): string {
+/** A markdown table; columns listed in `left` are left-aligned, the others (numbers) right. */
+export function markdownTable(header: string[], rows: string[][], left: number[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    '| ' + cells.map((c, i) => (i < leftColumns ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ') + ' |';
-  const rule = '|' + widths.map((w, i) => (i < leftColumns ? ':' + '-'.repeat(w + 1) : '-'.repeat(w + 1) + ':')).join('|') + '|';
+  const isLeft = (i: number) => left.includes(i);
+  const line = (cells: string[]) => '| ' + cells.map((c, i) => (isLeft(i) ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ') + ' |';
+  const rule = '|' + widths.map((w, i) => (isLeft(i) ? ':' + '-'.repeat(w + 1) : '-'.repeat(w + 1) + ':')).join('|') + '|';
   return [line(header), rule, ...rows.map(line)].join('\n');
 }

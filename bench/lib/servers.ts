@@ -167,28 +167,30 @@ export async function startRingkv(opts: RingkvNodeOptions = {}): Promise<Running
   const stderr = capture(proc);
   const ready = await new Promise<{ port: number; httpPort: number }>((resolve, reject) => {
     let out = '';
+    let settled = false;
+    const fail = (e: Error) => {
+      // Only before ready: a later exit (kill() in a restart test) must keep the data.
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (removeData) rmSync(dataDir, { recursive: true, force: true });
+      reject(e);
+    };
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
-      if (removeData) rmSync(dataDir, { recursive: true, force: true });
-      reject(new Error(`ringkv node did not get ready in 15 s: ${stderr()}`));
+      fail(new Error(`ringkv node did not get ready in 15 s: ${stderr()}`));
     }, 15_000);
     proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString('utf8');
       const m = /ringkv node ready memcached=[^:\s]+:(\d+) http=[^:\s]+:(\d+)/.exec(out);
-      if (m) {
+      if (m && !settled) {
+        settled = true;
         clearTimeout(timer);
         resolve({ port: Number(m[1]), httpPort: Number(m[2]) });
       }
     });
-    proc.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      if (removeData) rmSync(dataDir, { recursive: true, force: true });
-      reject(new Error(`ringkv node exited with ${code} before ready: ${stderr()}`));
-    });
+    proc.once('error', (e) => fail(e));
+    proc.once('exit', (code) => fail(new Error(`ringkv node exited with ${code} before ready: ${stderr()}`)));
   });
   proc.stdout!.resume();
   return makeHandle('ringkv', proc, ready.port, ready.httpPort, dataDir, removeData, stderr);
@@ -242,4 +244,53 @@ export async function startFloorMemcached(): Promise<RunningServer> {
 export async function startFloorHttp(): Promise<RunningServer> {
   const { proc, port, stderr } = await startNodeScript('floor-http', floorHttpPath, 'floor-http ready', ['--port', '0']);
   return makeHandle('floor-http', proc, port, port, undefined, false, stderr);
+}
+
+export interface MasterOptions {
+  /** Existing data dir (kept on stop); a fresh temporary one (removed on stop) when absent. */
+  dataDir?: string;
+  port?: number;
+  httpPort?: number;
+  args?: string[];
+}
+
+/**
+ * A ringkv lease master as a child process of the compiled CLI. `port` is its RPC port
+ * (what nodes take as --master), `httpPort` serves GET /cluster.
+ */
+export async function startMaster(opts: MasterOptions = {}): Promise<RunningServer> {
+  const removeData = opts.dataDir === undefined;
+  const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'ringkv-master-'));
+  const args = [cliPath, 'master', '--port', String(opts.port ?? 0), '--http-port', String(opts.httpPort ?? 0), '--data', dataDir, ...(opts.args ?? [])];
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const stderr = capture(proc);
+  const ready = await new Promise<{ port: number; httpPort: number }>((resolve, reject) => {
+    let out = '';
+    let settled = false;
+    const fail = (e: Error) => {
+      // Only before ready: a later exit (kill() in a restart test) must keep the data.
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (removeData) rmSync(dataDir, { recursive: true, force: true });
+      reject(e);
+    };
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      fail(new Error(`ringkv master did not get ready in 15 s: ${stderr()}`));
+    }, 15_000);
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString('utf8');
+      const m = /ringkv master ready rpc=[^:\s]+:(\d+) http=[^:\s]+:(\d+)/.exec(out);
+      if (m && !settled) {
+        settled = true;
+        clearTimeout(timer);
+        resolve({ port: Number(m[1]), httpPort: Number(m[2]) });
+      }
+    });
+    proc.once('error', (e) => fail(e));
+    proc.once('exit', (code) => fail(new Error(`ringkv master exited with ${code} before ready: ${stderr()}`)));
+  });
+  proc.stdout!.resume();
+  return makeHandle('ringkv-master', proc, ready.port, ready.httpPort, dataDir, removeData, stderr);
 }

@@ -8,12 +8,13 @@
 //   GET    /stats     -> JSON counters          GET /healthz -> {"status":"ok"}
 //
 // Errors are JSON bodies `{ "error": code, "message": text }` with a 4xx status: a bad
-// key (the memcached rules: 1..250 bytes, no spaces or control characters) is 400, a
+// key (memcached's rule: 1..250 bytes, no space; no NUL or line feed either) is 400, a
 // body over the item size is 413 (refused before it is read when Content-Length says so).
 import http from 'node:http';
-import { casText, type StoredRecord } from '../storage/record.js';
-import { itemSize, type LocalKv, type Maybe } from '../kv/local-kv.js';
+import { itemSize, type Maybe } from '../kv/local-kv.js';
+import type { KvRequest, KvResult } from '../kv/api.js';
 import { keyIsValid } from './memcached/parser.js';
+import { listen } from '../util/listen.js';
 
 export interface HttpServerOptions {
   host: string;
@@ -22,7 +23,9 @@ export interface HttpServerOptions {
 }
 
 export interface HttpContext {
-  readonly kv: LocalKv;
+  /** Runs a request where its key lives: on this node, or (in a cluster) on the owner. */
+  run(req: KvRequest): Maybe<KvResult>;
+  now(): number;
   stats(): Record<string, string | number>;
 }
 
@@ -57,7 +60,7 @@ function parseKey(rawPath: string): string {
   }
   const key = Buffer.from(decoded, 'utf8').toString('latin1');
   if (!keyIsValid(key)) {
-    throw new HttpError(400, 'bad_key', 'key must be 1 to 250 bytes with no spaces or control characters');
+    throw new HttpError(400, 'bad_key', 'key must be 1 to 250 bytes with no space, NUL or line feed');
   }
   return key;
 }
@@ -69,10 +72,6 @@ function parseIntParam(params: URLSearchParams, name: string, min: number, max: 
   const n = Number(v);
   if (n < min || n > max) throw new HttpError(400, `bad_${name}`, `${name} must be between ${min} and ${max}`);
   return n;
-}
-
-function etag(r: StoredRecord): string {
-  return `"${casText(r.version.ts)}"`;
 }
 
 function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
@@ -136,18 +135,28 @@ export class HttpServer {
     sendError(res, new HttpError(404, 'not_found', `no route for ${method} ${path}`));
   }
 
+  /** Runs a request; an owner that cannot be reached is a 503 the client may retry. */
+  private async run(req: KvRequest): Promise<KvResult> {
+    try {
+      return await this.ctx.run(req);
+    } catch (e) {
+      if ((e as { code?: unknown }).code === 'UNAVAILABLE') throw new HttpError(503, 'unavailable', 'no owner answers for this key right now');
+      throw e;
+    }
+  }
+
   private async get(key: string, res: http.ServerResponse, head: boolean): Promise<void> {
-    const r = await this.ctx.kv.get(key);
-    if (!r) throw new HttpError(404, 'not_found', 'no such key');
+    const r = await this.run({ op: 'get', key });
+    if (!r.item) throw new HttpError(404, 'not_found', 'no such key');
     const headers: http.OutgoingHttpHeaders = {
       'content-type': 'application/octet-stream',
-      'content-length': r.value.length,
-      etag: etag(r),
-      'x-ringkv-flags': r.flags,
+      'content-length': r.item.value.length,
+      etag: `"${r.item.cas}"`,
+      'x-ringkv-flags': r.item.flags,
     };
-    if (r.expiresAtMs !== 0) headers['x-ringkv-ttl'] = Math.max(0, Math.ceil((r.expiresAtMs - this.ctx.kv.now()) / 1000));
+    if (r.item.expiresAtMs !== 0) headers['x-ringkv-ttl'] = Math.max(0, Math.ceil((r.item.expiresAtMs - this.ctx.now()) / 1000));
     res.writeHead(200, headers);
-    res.end(head ? undefined : r.value);
+    res.end(head ? undefined : r.item.value);
   }
 
   private async put(key: string, params: URLSearchParams, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -161,49 +170,40 @@ export class HttpServer {
     }
     const body = await readBody(req, limit);
     let mode: 'set' | 'add' | 'cas' = 'set';
-    let cas: bigint | undefined;
+    let cas: string | undefined;
     const ifMatch = req.headers['if-match'];
     if (ifMatch !== undefined) {
-      const m = /^"?([0-9]+)"?$/.exec(ifMatch.trim());
-      if (!m) throw new HttpError(400, 'bad_if_match', 'If-Match must be a cas unique from an ETag');
+      const m = /^"?([0-9]{1,20})"?$/.exec(ifMatch.trim());
+      if (!m || BigInt(m[1]!) >= 1n << 64n) throw new HttpError(400, 'bad_if_match', 'If-Match must be a cas unique from an ETag');
       mode = 'cas';
-      cas = BigInt(m[1]!);
+      cas = m[1]!;
     } else if (req.headers['if-none-match'] === '*') mode = 'add';
-    const kv = this.ctx.kv;
     // ?ttl= is always seconds from now (memcached's 30-day absolute rule is a protocol quirk).
-    const expiresAtMs = ttl === 0 ? 0 : ttl < 0 ? 1 : kv.now() + ttl * 1000;
-    const result = await (kv.storeItem(mode, key, body, flags, expiresAtMs, cas) as Maybe<Awaited<ReturnType<LocalKv['storeItem']>>>);
+    const ttlMs = ttl === 0 ? 0 : ttl < 0 ? -1 : ttl * 1000;
+    const result = await this.run({ op: mode, key, value: body, flags, ttlMs, ...(cas !== undefined ? { cas } : {}) });
     switch (result.status) {
-      case 'STORED':
-        res.writeHead(204, { etag: etag(result.record!) });
+      case 'OK':
+        res.writeHead(204, { etag: `"${result.item!.cas}"` });
         res.end();
         return;
       case 'TOO_LARGE':
         throw new HttpError(413, 'too_large', 'value larger than the item size limit');
       case 'NOT_FOUND':
         throw new HttpError(404, 'not_found', 'no such key');
-      case 'EXISTS':
-      case 'NOT_STORED':
+      default:
         throw new HttpError(412, 'precondition_failed', mode === 'add' ? 'key already exists' : 'cas unique does not match');
     }
   }
 
   private async del(key: string, res: http.ServerResponse): Promise<void> {
-    const r = await this.ctx.kv.delete(key);
-    if (r !== 'DELETED') throw new HttpError(404, 'not_found', 'no such key');
+    const r = await this.run({ op: 'delete', key });
+    if (r.status !== 'OK') throw new HttpError(404, 'not_found', 'no such key');
     res.writeHead(204);
     res.end();
   }
 
   listen(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.opts.port, this.opts.host, () => {
-        this.server.off('error', reject);
-        const addr = this.server.address();
-        resolve(typeof addr === 'object' && addr ? addr.port : this.opts.port);
-      });
-    });
+    return listen(this.server, this.opts.port, this.opts.host);
   }
 
   async close(graceMs: number): Promise<void> {

@@ -4,7 +4,8 @@
 //
 // Values and keys travel as Buffers / latin1 strings (one char per byte), so binary
 // values (NUL, \r\n, 0xff) survive the round trip.
-import net from 'node:net';
+import type net from 'node:net';
+import { connectSocket } from './connect.js';
 
 /** How long one reply may take before the read fails. */
 export const replyTimeoutMs = 5000;
@@ -83,23 +84,8 @@ export class McClient {
     });
   }
 
-  static connect(port: number, host = '127.0.0.1', timeoutMs = replyTimeoutMs): Promise<McClient> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect(port, host);
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`));
-      }, timeoutMs);
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        socket.removeAllListeners('error');
-        resolve(new McClient(socket, port));
-      });
-      socket.once('error', (e) => {
-        clearTimeout(timer);
-        reject(e);
-      });
-    });
+  static async connect(port: number, host = '127.0.0.1', timeoutMs = replyTimeoutMs): Promise<McClient> {
+    return new McClient(await connectSocket(port, host, timeoutMs), port);
   }
 
   /** Resolves once the bytes are handed to the kernel. */

@@ -7,8 +7,8 @@
 // Rules every case follows:
 // - Keys come from `k(name)` (prefixed by the case index) so cases never share keys; the
 //   only exceptions are the 1-byte keys `Q` and `R` of the two item-size boundary cases.
-// - No key contains a control character: memcached 1.6.18 accepts them, ringkv rejects them
-//   on purpose, so they are outside the differential set.
+// - Keys may hold control bytes (tab, 0x01, 0x7f...): memcached 1.6.18 splits on spaces
+//   only, and so does ringkv; a case below checks it.
 // - Nothing depends on the wall clock within a second: TTLs are 0, negative, absolute in the
 //   past, far in the future, or 30..3600 s read back immediately in the same write.
 // - No case uses a literal cas unique that could match a real one (ringkv's uniques need not
@@ -45,6 +45,13 @@ const STATS_CLIENTS_READ = [
 
 const storage: ConformanceCase[] = [
   requests('set then get', (k) => [`set ${k('a')} 0 0 5\r\nhello\r\n`, `get ${k('a')}\r\n`]),
+  requests('keys with control bytes are plain key bytes', (k) => [
+    `set ${k('a')}\tb 0 0 1\r\nx\r\n`,
+    `set ${k('a')}\x01\x10\x7f 0 0 1\r\ny\r\n`,
+    `get ${k('a')}\tb ${k('a')}\x01\x10\x7f\r\n`,
+    `mg ${k('a')}\tb v k\r\n`,
+    `delete ${k('a')}\tb\r\n`,
+  ]),
   requests('set overwrites value and flags', (k) => [
     `set ${k('a')} 1 0 3\r\none\r\nset ${k('a')} 2 0 5\r\nthree\r\n`,
     `get ${k('a')}\r\n`,

@@ -8,7 +8,8 @@
 // `request()` appends `mn\r\n` and reads until the reply ends with `MN\r\n`: both servers
 // answer the meta no-op in order, so noreply commands, quiet meta commands and error
 // replies become observable without sleeping.
-import net from 'node:net';
+import type net from 'node:net';
+import { connectSocket } from '../helpers/connect.js';
 
 /** How long any single read may wait for the bytes it needs before failing the case. */
 export const readTimeoutMs = 3000;
@@ -56,23 +57,8 @@ export class Conn {
     });
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<Conn> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect(port, host);
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new Error(`connect to ${host}:${port} timed out after ${readTimeoutMs} ms`));
-      }, readTimeoutMs);
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        socket.removeAllListeners('error');
-        resolve(new Conn(socket, port));
-      });
-      socket.once('error', (e) => {
-        clearTimeout(timer);
-        reject(e);
-      });
-    });
+  static async connect(port: number, host = '127.0.0.1'): Promise<Conn> {
+    return new Conn(await connectSocket(port, host, readTimeoutMs), port);
   }
 
   private notify(): void {

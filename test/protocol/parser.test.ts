@@ -211,11 +211,16 @@ describe('numeric tokens follow strtol/strtoul', () => {
     expect(parseU64('-1')).toBeUndefined();
   });
 
-  it('accepts keys of 1..250 printable bytes only', () => {
+  it('accepts keys of 1..250 bytes without space, NUL or line feed, as memcached does', () => {
     expect(keyIsValid('k'.repeat(250))).toBe(true);
     expect(keyIsValid('k'.repeat(251))).toBe(false);
-    expect(keyIsValid('a\tb')).toBe(false);
-    expect(keyIsValid('a\x7fb')).toBe(false);
+    expect(keyIsValid('')).toBe(false);
+    // memcached 1.6.18 splits on spaces only: tabs and other control bytes are key bytes.
+    expect(keyIsValid('a\tb')).toBe(true);
+    expect(keyIsValid('\x10\x18memcaslap')).toBe(true);
+    expect(keyIsValid('a b')).toBe(false);
+    expect(keyIsValid('a\0b')).toBe(false);
+    expect(keyIsValid('a\nb')).toBe(false);
     expect(keyIsValid('\u00e9')).toBe(true);
   });
 });

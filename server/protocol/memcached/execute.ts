@@ -17,6 +17,8 @@ export interface McContext {
   stats(args: readonly string[]): Array<readonly [string, string | number]> | undefined;
   /** `stats reset` and friends answer with a fixed word instead of a list. */
   statsCommand?(args: readonly string[]): string | undefined;
+  /** In a cluster: runs a command where its key lives (here, or forwarded to the owner). */
+  dispatch?(cmd: Command): Maybe<Reply>;
 }
 
 const STORE_REPLY: Readonly<Record<StoreStatus, string>> = {

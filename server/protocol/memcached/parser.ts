@@ -30,12 +30,18 @@ export interface ParserLimits {
   maxValueBytes: number;
 }
 
-/** Control characters (and DEL) are refused in keys: every key must be reachable over HTTP too. */
+/**
+ * memcached 1.6.18's key rule, as the server applies it (not protocol.txt's wording):
+ * 1..250 bytes, split on spaces only, so any other byte may appear, control characters
+ * included (memcaslap's keys start with raw binary bytes). NUL and line feeds are
+ * refused as well, since no memcached line can carry them in a key and every key must
+ * be reachable over HTTP and the TS client too.
+ */
 export function keyIsValid(key: string): boolean {
   if (key.length === 0 || key.length > KEY_MAX_BYTES) return false;
   for (let i = 0; i < key.length; i++) {
     const c = key.charCodeAt(i);
-    if (c <= 0x20 || c === 0x7f) return false;
+    if (c === 0x20 || c === 0x0a || c === 0x00) return false;
   }
   return true;
 }

@@ -11,6 +11,7 @@ import type { Maybe } from '../../kv/local-kv.js';
 import type { Command } from './commands.js';
 import { execute, type McContext, type Reply } from './execute.js';
 import { parseCommand, type ParserLimits } from './parser.js';
+import { listen } from '../../util/listen.js';
 
 export interface McServerOptions {
   host: string;
@@ -151,7 +152,7 @@ class Connection {
   private run(cmd: Command): void {
     let reply: Maybe<Reply>;
     try {
-      reply = execute(cmd, this.ctx);
+      reply = this.ctx.dispatch ? this.ctx.dispatch(cmd) : execute(cmd, this.ctx);
     } catch (e) {
       reply = `SERVER_ERROR ${e instanceof Error ? e.message.replace(/[\r\n]/g, ' ') : 'internal error'}\r\n`;
     }
@@ -280,14 +281,7 @@ export class McServer {
   }
 
   listen(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.opts.port, this.opts.host, () => {
-        this.server.off('error', reject);
-        const addr = this.server.address();
-        resolve(typeof addr === 'object' && addr ? addr.port : this.opts.port);
-      });
-    });
+    return listen(this.server, this.opts.port, this.opts.host);
   }
 
   /** Stop accepting; let each connection deliver the replies it owes; after `graceMs`, cut the rest. */
