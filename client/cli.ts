@@ -4,6 +4,9 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { defaults, MIN_ITEM_SIZE, type NodeConfig, type StorageKind } from '../server/config.js';
 import { RINGKV_VERSION, startNode, type RunningNode } from '../server/node.js';
+import { masterDefaults, startMaster, type MasterConfig, type RunningMaster } from '../server/master/master.js';
+import { startCommand } from './start.js';
+import { statusCommand } from './status.js';
 
 const EXIT_USAGE = 2;
 
@@ -22,6 +25,13 @@ function intIn(name: string, min: number, max: number) {
 }
 
 const port = intIn('port', 0, 65535);
+
+function address(v: string): string {
+  const i = v.lastIndexOf(':');
+  const p = Number(v.slice(i + 1));
+  if (i <= 0 || !Number.isInteger(p) || p < 1 || p > 65535) throw new InvalidArgumentError('want host:port');
+  return v;
+}
 
 /** Node ids name vector-clock entries and ring members: plain words only. */
 function nodeId(v: string): string {
@@ -45,6 +55,11 @@ function nodeCommand(): Command {
     .option('--max-item-size <bytes>', 'largest item (memcached -I)', intIn('--max-item-size', MIN_ITEM_SIZE, 512 * 1024 * 1024), defaults.maxItemSize)
     .option('--max-conns <n>', 'connections accepted at once (memcached -c)', intIn('--max-conns', 1, 1 << 20), defaults.maxConns)
     .option('--sweep-interval-ms <ms>', 'pause between sweeps of expired items', intIn('--sweep-interval-ms', 10, 86_400_000), defaults.sweepIntervalMs)
+    .option('--master <host:port>', 'join the cluster of this lease master (its RPC address)', address)
+    .option('--rpc-port <n>', 'internal RPC port, in a cluster (0 = any free port)', port, defaults.rpcPort)
+    .option('--zone <name>', 'failure domain of this node (every node has one, or none)')
+    .option('--renew-ms <ms>', "override the master's renewal period", intIn('--renew-ms', 10, 3_600_000))
+    .option('--drift-ms <ms>', "override the master's clock-drift margin", intIn('--drift-ms', 0, 3_600_000))
     .action(async (o: Record<string, unknown>) => {
       const cfg: NodeConfig = {
         ...defaults,
@@ -59,6 +74,11 @@ function nodeCommand(): Command {
         maxItemSize: o.maxItemSize as number,
         maxConns: o.maxConns as number,
         sweepIntervalMs: o.sweepIntervalMs as number,
+        rpcPort: o.rpcPort as number,
+        ...(o.renewMs !== undefined ? { renewMs: o.renewMs as number } : {}),
+        ...(o.driftMs !== undefined ? { driftMs: o.driftMs as number } : {}),
+        ...(o.master ? { master: String(o.master) } : {}),
+        ...(o.zone ? { zone: String(o.zone) } : {}),
       };
       await runNode(cfg);
     });
@@ -76,21 +96,9 @@ async function runNode(cfg: NodeConfig): Promise<void> {
     if (err.code === 'LEVEL_DATABASE_NOT_OPEN' && cause) fail(`cannot open data directory ${cfg.data}: ${cause.message.replace(/\s+/g, ' ')}`);
     fail(`cannot start node: ${(err.message ?? String(e)).replace(/\s+/g, ' ')}`);
   }
-  process.stdout.write(`ringkv node ready memcached=${cfg.host}:${node.port} http=${cfg.host}:${node.httpPort} pid=${process.pid}\n`);
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    node.close().then(
-      () => process.exit(0),
-      (e: unknown) => {
-        process.stderr.write(`ringkv: error while stopping on ${signal}: ${e instanceof Error ? e.message : String(e)}\n`);
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  const rpc = node.rpcPort !== undefined ? ` rpc=${cfg.host}:${node.rpcPort}` : '';
+  process.stdout.write(`ringkv node ready memcached=${cfg.host}:${node.port} http=${cfg.host}:${node.httpPort}${rpc} pid=${process.pid}\n`);
+  onStop(() => node.close());
 }
 
 const output = {
@@ -101,6 +109,63 @@ const output = {
   },
 };
 
+/** SIGTERM/SIGINT: stop cleanly once, then exit 0 (1 if stopping failed). */
+function onStop(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    stop().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        process.stderr.write(`ringkv: error while stopping on ${signal}: ${e instanceof Error ? e.message : String(e)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => handler('SIGTERM'));
+  process.on('SIGINT', () => handler('SIGINT'));
+}
+
+function masterCommand(): Command {
+  return new Command('master')
+    .description('run the lease master: membership, ring, range leases with generations')
+    .option('--host <addr>', 'address to listen on', masterDefaults.host)
+    .option('--port <n>', 'internal RPC port for nodes and clients (0 = any free port)', port, masterDefaults.port)
+    .option('--http-port <n>', 'HTTP port (GET /cluster)', port, masterDefaults.httpPort)
+    .option('--data <dir>', 'data directory (LevelDB in <dir>/master)', './data/master')
+    .option('--lease-ms <ms>', 'how long a lease lasts from its renewal', intIn('--lease-ms', 50, 86_400_000), masterDefaults.leaseMs)
+    .option('--renew-ms <ms>', 'how often nodes renew their leases (default: lease / 4)', intIn('--renew-ms', 10, 86_400_000))
+    .option('--drift-ms <ms>', 'clock-drift margin: owners stop using a lease this early (default: lease / 60)', intIn('--drift-ms', 0, 86_400_000))
+    .option('--vnodes <n>', 'virtual nodes per member', intIn('--vnodes', 1, 4096), masterDefaults.vnodes)
+    .action(async (o: Record<string, unknown>) => {
+      const cfg: MasterConfig = {
+        ...masterDefaults,
+        host: String(o.host),
+        port: o.port as number,
+        httpPort: o.httpPort as number,
+        data: String(o.data),
+        leaseMs: o.leaseMs as number,
+        renewMs: (o.renewMs as number | undefined) ?? Math.max(10, Math.floor((o.leaseMs as number) / 4)),
+        driftMs: (o.driftMs as number | undefined) ?? Math.floor((o.leaseMs as number) / 60),
+        vnodes: o.vnodes as number,
+        tickMs: Math.max(10, Math.min(masterDefaults.tickMs, Math.floor((o.leaseMs as number) / 10))),
+      };
+      if (cfg.renewMs + cfg.driftMs >= cfg.leaseMs) fail('--renew-ms plus --drift-ms must be below --lease-ms');
+      let m: RunningMaster;
+      try {
+        m = await startMaster(cfg);
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        if (err.code === 'EADDRINUSE') fail(`cannot listen: address ${cfg.host} port in use (${err.message})`);
+        const cause = (err as { cause?: Error }).cause;
+        fail(`cannot start master: ${((cause ?? err).message ?? String(e)).replace(/\s+/g, ' ')}`);
+      }
+      process.stdout.write(`ringkv master ready rpc=${cfg.host}:${m.port} http=${cfg.host}:${m.httpPort} pid=${process.pid}\n`);
+      onStop(() => m.close());
+    });
+}
+
 export function program(): Command {
   const p = new Command('ringkv')
     .description('ringkv: a sharded, replicated key-value store that speaks memcached')
@@ -109,6 +174,9 @@ export function program(): Command {
     .exitOverride()
     .configureOutput(output);
   p.addCommand(nodeCommand());
+  p.addCommand(masterCommand());
+  p.addCommand(startCommand());
+  p.addCommand(statusCommand());
   for (const c of p.commands) c.exitOverride().configureOutput(output);
   return p;
 }

@@ -35,6 +35,22 @@ export interface NodeConfig {
   maxConns: number;
   /** How long SIGTERM waits for in-flight requests before closing anyway. */
   shutdownGraceMs: number;
+  /** Lease master (host:port of its RPC); absent = a standalone node that owns every key. */
+  master?: string;
+  /** Internal RPC port (forwarded commands, recalls), in a cluster. */
+  rpcPort: number;
+  /** Optional failure-domain label; replicas spread across zones. */
+  zone?: string;
+  /** Overrides the master's renewal period (normally every node follows the master's). */
+  renewMs?: number;
+  /** Overrides the master's drift margin. */
+  driftMs?: number;
+  /** How often the node pulls lease-table changes from the master. */
+  lookupRefreshMs: number;
+  /** A key whose range has no answering owner for this long gets SERVER_ERROR unavailable. */
+  unavailableMs: number;
+  /** Deadline of one forwarded request. */
+  forwardTimeoutMs: number;
 }
 
 export const MB = 1024 * 1024;
@@ -56,6 +72,10 @@ export const defaults: NodeConfig = {
   maxConnReplyBytes: 64 * MB,
   maxConns: 4096,
   shutdownGraceMs: 5_000,
+  rpcPort: 7101,
+  lookupRefreshMs: 1_000,
+  unavailableMs: 5_000,
+  forwardTimeoutMs: 5_000,
 };
 
 /** The smallest item size that still holds a 1-byte key and a 1-byte value. */

@@ -7,8 +7,11 @@ import path from 'node:path';
 import { systemClock, type Clock } from './clock.js';
 import { MB, type NodeConfig } from './config.js';
 import { LocalKv } from './kv/local-kv.js';
+import { LocalKvApi } from './kv/api.js';
 import { HttpServer } from './protocol/http.js';
 import { McServer } from './protocol/memcached/server.js';
+import type { McContext } from './protocol/memcached/execute.js';
+import { startClusterMembership, type ClusterMembership } from './cluster/cluster.js';
 import { LevelStore } from './storage/level-store.js';
 import { MemoryStore } from './storage/memory-store.js';
 import type { Store } from './storage/store.js';
@@ -22,6 +25,9 @@ export interface RunningNode {
   readonly port: number;
   readonly httpPort: number;
   readonly kv: LocalKv;
+  /** In a cluster: the internal RPC port and the membership (leases, lease table). */
+  readonly rpcPort?: number;
+  readonly membership?: ClusterMembership;
   stats(): Record<string, string | number>;
   close(): Promise<void>;
 }
@@ -39,7 +45,9 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
   const kv = new LocalKv({ nodeId: cfg.id, store, clock, maxItemSize: cfg.maxItemSize, tombstoneGraceMs: cfg.tombstoneGraceMs });
   await kv.open();
 
+  const api = new LocalKvApi(kv);
   let mc: McServer | undefined;
+  let membership: ClusterMembership | undefined;
   const stats = (): Record<string, string | number> => {
     const s = store.stats();
     const cpu = process.cpuUsage();
@@ -92,6 +100,9 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
       cache_hits: s.cacheHits,
       cache_misses: s.cacheMisses,
       tombstones_purged: c.tombstones_purged,
+      ...(membership
+        ? { cluster_leases_held: membership.owner.leases().length, cluster_table_lsn: membership.table.lsn, cluster_table_pieces: membership.table.size }
+        : {}),
     };
   };
 
@@ -110,8 +121,7 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
     ['node_id', cfg.id],
   ];
 
-  mc = new McServer(
-    {
+  const mcCtx: McContext = {
       kv,
       version: VERSION_TEXT,
       stats(args) {
@@ -144,7 +154,14 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
         if (args.length === 2 && args[0] === 'detail' && (args[1] === 'on' || args[1] === 'off')) return 'OK\r\n';
         return undefined;
       },
-    },
+  };
+  if (cfg.master) {
+    membership = await startClusterMembership(cfg, mcCtx, api, clock);
+    const router = membership.router;
+    mcCtx.dispatch = (cmd) => router.dispatch(cmd);
+  }
+  mc = new McServer(
+    mcCtx,
     {
       host: cfg.host,
       port: cfg.port,
@@ -153,15 +170,19 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
       maxConnReplyBytes: cfg.maxConnReplyBytes,
     },
   );
-  const httpServer = new HttpServer({ kv, stats }, { host: cfg.host, port: cfg.httpPort, maxItemSize: cfg.maxItemSize });
+  const router = membership?.router;
+  const httpServer = new HttpServer({ run: router ? (req) => router.runKv(req) : (req) => api.run(req), now: () => clock.now(), stats }, { host: cfg.host, port: cfg.httpPort, maxItemSize: cfg.maxItemSize });
 
   let port: number;
   let httpPort: number;
   try {
     port = await mc.listen();
     httpPort = await httpServer.listen();
+    await membership?.join({ memcached: `${cfg.host}:${port}`, http: `${cfg.host}:${httpPort}` });
   } catch (e) {
     await mc.close(0).catch(() => {});
+    await httpServer.close(0).catch(() => {});
+    await membership?.close().catch(() => {});
     await store.close().catch(() => {});
     throw e;
   }
@@ -190,11 +211,13 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
     port,
     httpPort,
     kv,
+    ...(membership ? { rpcPort: membership.rpcPort, membership } : {}),
     stats,
     async close() {
       stopped = true;
       if (sweepTimer) clearTimeout(sweepTimer);
       await Promise.all([mc.close(cfg.shutdownGraceMs), httpServer.close(cfg.shutdownGraceMs)]);
+      await membership?.close();
       await sweeping;
       await store.close();
     },

@@ -1,0 +1,230 @@
+// `ringkv status`: asks the lease master for its view (RPC `view`) and says what the
+// cluster looks like: members and their addresses, the share of the key space each one's
+// pieces cover, lease generations, pieces on the move, and whether all is well.
+//
+// The reading of a view (`parseView`, `summarize`, `formatStatus`) is pure: a view goes
+// in, rows and problems come out, so tests feed it plain values. `ringkv start` uses the
+// same reading to decide when the cluster it started is ready.
+import { Command, InvalidArgumentError } from 'commander';
+import { RpcClient, RpcRemoteError } from '../server/protocol/rpc/index.js';
+
+const EXIT_USAGE = 2;
+/** The whole ring: tokens are u64, pieces are (start, end] arcs of [0, 2^64). */
+export const RING_SIZE = 1n << 64n;
+/** Deadline of the `view` call, connect included. */
+export const VIEW_TIMEOUT_MS = 5_000;
+
+export interface ViewMember {
+  readonly id: string;
+  readonly zone?: string;
+  readonly addrs: { readonly memcached: string; readonly http: string; readonly rpc: string };
+  readonly status: string;
+  readonly lastRenewalAgoMs: number;
+  readonly pieces: number;
+}
+
+export interface ViewLease {
+  /** Exclusive start token, 16 hex digits; equal to `end` only for a piece covering the whole ring. */
+  readonly start: string;
+  /** Inclusive end token, 16 hex digits. */
+  readonly end: string;
+  readonly owner: string;
+  readonly generation: number;
+  readonly expiresInMs: number;
+  readonly movingTo?: string;
+  readonly movingForMs?: number;
+}
+
+/** What the master's `view` RPC answers (server/master/core.ts, MasterCore.view). */
+export interface MasterView {
+  readonly lsn: number;
+  readonly leaseMs: number;
+  readonly members: readonly ViewMember[];
+  readonly leases: readonly ViewLease[];
+}
+
+export interface MemberSummary extends ViewMember {
+  /** Fraction of the ring [0, 1] covered by the pieces this member holds. */
+  readonly share: number;
+  /** Lowest and highest generation among its pieces; null when it holds none. */
+  readonly generations: { readonly min: number; readonly max: number } | null;
+}
+
+export interface StatusSummary extends MasterView {
+  readonly members: readonly MemberSummary[];
+  readonly health: { readonly healthy: boolean; readonly problems: readonly string[] };
+}
+
+// ---- pure: reading a view -------------------------------------------------------------
+
+export class BadViewError extends Error {
+  override readonly name = 'BadViewError';
+}
+
+const isStr = (v: unknown): v is string => typeof v === 'string';
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const HEX_TOKEN = /^[0-9a-f]{1,16}$/i;
+
+/** Checks the shape of a `view` reply at the boundary: what is not a view is an error, not a guess. */
+export function parseView(body: unknown): MasterView {
+  const v = body as Partial<Record<keyof MasterView, unknown>> | null;
+  if (!v || typeof v !== 'object' || !isNum(v.lsn) || !isNum(v.leaseMs) || !Array.isArray(v.members) || !Array.isArray(v.leases)) {
+    throw new BadViewError('reply is not a view (want lsn, leaseMs, members[], leases[])');
+  }
+  for (const m of v.members as unknown[]) {
+    const x = m as Partial<Record<keyof ViewMember, unknown>> | null;
+    const a = (x?.addrs ?? null) as Record<string, unknown> | null;
+    if (!x || !isStr(x.id) || !isStr(x.status) || !isNum(x.lastRenewalAgoMs) || !isNum(x.pieces) || !a || !isStr(a.memcached) || !isStr(a.http) || !isStr(a.rpc)) {
+      throw new BadViewError(`bad member in view: ${JSON.stringify(m).slice(0, 200)}`);
+    }
+    if (x.zone !== undefined && !isStr(x.zone)) throw new BadViewError(`bad zone of member ${x.id}`);
+  }
+  for (const l of v.leases as unknown[]) {
+    const x = l as Partial<Record<keyof ViewLease, unknown>> | null;
+    if (!x || !isStr(x.start) || !isStr(x.end) || !HEX_TOKEN.test(x.start) || !HEX_TOKEN.test(x.end) || !isStr(x.owner) || !isNum(x.generation) || !isNum(x.expiresInMs)) {
+      throw new BadViewError(`bad lease in view: ${JSON.stringify(l).slice(0, 200)}`);
+    }
+    if (x.movingTo !== undefined && !isStr(x.movingTo)) throw new BadViewError(`bad movingTo of piece ending ${x.end}`);
+  }
+  return body as MasterView;
+}
+
+/** Ring positions in the piece (start, end]: the piece may wrap past 2^64 - 1, and start === end is the whole ring. */
+export function pieceSize(startHex: string, endHex: string): bigint {
+  const start = BigInt(`0x${startHex}`);
+  const end = BigInt(`0x${endHex}`);
+  if (start === end) return RING_SIZE;
+  return start < end ? end - start : RING_SIZE - start + end;
+}
+
+/** Share of the ring held by each owner named in `leases` (fractions of 2^64, summed exactly first). */
+export function keyShares(leases: readonly Pick<ViewLease, 'start' | 'end' | 'owner'>[]): Map<string, number> {
+  const positions = new Map<string, bigint>();
+  for (const l of leases) positions.set(l.owner, (positions.get(l.owner) ?? 0n) + pieceSize(l.start, l.end));
+  const shares = new Map<string, number>();
+  for (const [owner, n] of positions) shares.set(owner, Number(n) / Number(RING_SIZE));
+  return shares;
+}
+
+/** What keeps the cluster from being healthy; empty when every member is up, nothing moves, every piece is held. */
+export function problems(view: MasterView): string[] {
+  const out: string[] = [];
+  if (view.members.length === 0) out.push('no member has registered');
+  const notUp = view.members.filter((m) => m.status !== 'up');
+  if (notUp.length > 0) out.push(`${notUp.length === 1 ? 'member' : 'members'} not up: ${notUp.map((m) => `${m.id} (${m.status})`).join(', ')}`);
+  if (view.members.length > 0 && view.leases.length === 0) out.push('no pieces: the ring is not assigned');
+  const moving = view.leases.filter((l) => l.movingTo !== undefined);
+  if (moving.length > 0) out.push(`${moving.length} ${moving.length === 1 ? 'piece' : 'pieces'} moving`);
+  // Granted but not yet renewed by its new owner (or its owner stopped renewing): nobody serves it.
+  const unheld = view.leases.filter((l) => l.movingTo === undefined && l.expiresInMs <= 0);
+  if (unheld.length > 0) out.push(`${unheld.length} ${unheld.length === 1 ? 'piece' : 'pieces'} not held by a live lease`);
+  return out;
+}
+
+export function summarize(view: MasterView): StatusSummary {
+  const shares = keyShares(view.leases);
+  const generations = new Map<string, { min: number; max: number }>();
+  for (const l of view.leases) {
+    const g = generations.get(l.owner);
+    generations.set(l.owner, g ? { min: Math.min(g.min, l.generation), max: Math.max(g.max, l.generation) } : { min: l.generation, max: l.generation });
+  }
+  // By id, n2 before n10: the master lists members in the order they first registered.
+  const members = view.members
+    .map((m) => ({ ...m, share: shares.get(m.id) ?? 0, generations: generations.get(m.id) ?? null }))
+    .sort((a, b) => a.id.localeCompare(b.id, 'en', { numeric: true }));
+  const found = problems(view);
+  return { ...view, members, health: { healthy: found.length === 0, problems: found } };
+}
+
+const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)}s`;
+
+/** Columns padded to their widest cell; the last column is not padded. */
+function table(rows: readonly (readonly string[])[]): string[] {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
+}
+
+/** The human form: a header line, a member table, the moving pieces, and the health line last. */
+export function formatStatus(master: string, s: StatusSummary): string[] {
+  const lines = [`master ${master} lsn=${s.lsn} lease=${s.leaseMs}ms members=${s.members.length} pieces=${s.leases.length}`];
+  const rows = [['ID', 'ZONE', 'STATUS', 'MEMCACHED', 'HTTP', 'RPC', 'PIECES', 'SHARE', 'GENERATIONS', 'RENEWED']];
+  for (const m of s.members) {
+    rows.push([
+      m.id,
+      m.zone ?? '-',
+      m.status,
+      m.addrs.memcached,
+      m.addrs.http,
+      m.addrs.rpc,
+      String(m.pieces),
+      `${(m.share * 100).toFixed(2)}%`,
+      m.generations ? `${m.generations.min}-${m.generations.max}` : '-',
+      `${seconds(m.lastRenewalAgoMs)} ago`,
+    ]);
+  }
+  lines.push(...table(rows));
+  const moving = s.leases.filter((l) => l.movingTo !== undefined);
+  if (moving.length === 0) lines.push('moving: none');
+  else {
+    lines.push(`moving: ${moving.length}`);
+    for (const l of moving) lines.push(`  (${l.start}, ${l.end}] ${l.owner} -> ${l.movingTo} for ${seconds(l.movingForMs ?? 0)} (generation ${l.generation})`);
+  }
+  lines.push(s.health.healthy ? 'health: healthy' : `health: unhealthy: ${s.health.problems.join('; ')}`);
+  return lines;
+}
+
+// ---- the shell: one RPC to the master -------------------------------------------------
+
+export class MasterUnreachable extends Error {
+  override readonly name = 'MasterUnreachable';
+}
+
+/**
+ * One `view` call to the master at host:port. Rejects with MasterUnreachable (no
+ * connection, no reply in time), RpcRemoteError (the master said no) or BadViewError.
+ */
+export async function fetchView(host: string, port: number, timeoutMs = VIEW_TIMEOUT_MS): Promise<MasterView> {
+  const client = new RpcClient({ host, port, connectTimeoutMs: timeoutMs, maxPending: 1 });
+  try {
+    const body = await client.call<unknown>('view', {}, { timeoutMs });
+    return parseView(body);
+  } catch (e) {
+    if (e instanceof RpcRemoteError || e instanceof BadViewError) throw e;
+    throw new MasterUnreachable(e instanceof Error ? e.message : String(e));
+  } finally {
+    await client.close();
+  }
+}
+
+export function splitHostPort(v: string): { host: string; port: number } {
+  const i = v.lastIndexOf(':');
+  const port = Number(v.slice(i + 1));
+  if (i <= 0 || !/^[0-9]+$/.test(v.slice(i + 1)) || port < 1 || port > 65535) throw new InvalidArgumentError('want host:port');
+  return { host: v.slice(0, i), port };
+}
+
+function fail(message: string): never {
+  process.stderr.write(`ringkv: ${message.replace(/\s+/g, ' ')}\n`);
+  process.exit(EXIT_USAGE);
+}
+
+export function statusCommand(): Command {
+  return new Command('status')
+    .description("show the cluster as the lease master sees it: members, key-space shares, moving pieces, health")
+    .option('--master <host:port>', "the lease master's RPC address", (v: string) => (splitHostPort(v), v), '127.0.0.1:7000')
+    .option('--json', 'print the view and the computed shares and health as JSON')
+    .action(async (o: { master: string; json?: boolean }) => {
+      const { host, port } = splitHostPort(o.master);
+      let view: MasterView;
+      try {
+        view = await fetchView(host, port);
+      } catch (e) {
+        if (e instanceof MasterUnreachable) fail(`cannot reach master at ${o.master}: ${e.message}`);
+        if (e instanceof RpcRemoteError) fail(`master at ${o.master} refused view: ${e.code}: ${e.message}`);
+        fail(`bad reply from master at ${o.master}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      const summary = summarize(view);
+      process.stdout.write(o.json ? `${JSON.stringify(summary, null, 2)}\n` : `${formatStatus(o.master, summary).join('\n')}\n`);
+    });
+}

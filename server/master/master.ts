@@ -1,0 +1,201 @@
+// The lease master process: the shell around MasterCore. It owns the sockets (internal
+// RPC for nodes and clients, HTTP for people), the timer that ticks the core, and the
+// LevelDB file that keeps the core's snapshot across restarts.
+//
+// Effects run in etcd raft's order: persist, then send, then reply. Events are handled
+// one at a time on the event loop; a reply that follows a state change waits until that
+// state is on disk, so no node ever holds a lease (or sees a generation) that a master
+// restart could forget.
+import http from 'node:http';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { Level } from 'level';
+import { initHash } from '../../ring/index.js';
+import { systemClock, type Clock } from '../clock.js';
+import { RpcClient, RpcServer } from '../protocol/rpc/index.js';
+import { listen } from '../util/listen.js';
+import { MasterCore, MasterError, type Effect, type MasterSettings, type MasterSnapshot, type MemberInfo } from './core.js';
+
+export interface MasterConfig extends MasterSettings {
+  host: string;
+  /** Internal RPC port (nodes and clients). */
+  port: number;
+  httpPort: number;
+  data: string;
+  /** How often the core is ticked (membership expiry, recall timeouts). */
+  tickMs: number;
+  /** Deadline of a recall sent to a node. */
+  recallTimeoutMs: number;
+}
+
+export const masterDefaults: Omit<MasterConfig, 'data'> = {
+  host: '127.0.0.1',
+  port: 7000,
+  httpPort: 7080,
+  leaseMs: 60_000,
+  renewMs: 15_000,
+  driftMs: 1_000,
+  vnodes: 64,
+  maxLogEntries: 10_000,
+  recallResendMs: 2_000,
+  tickMs: 250,
+  recallTimeoutMs: 5_000,
+};
+
+export interface RunningMaster {
+  readonly port: number;
+  readonly httpPort: number;
+  readonly core: MasterCore;
+  close(): Promise<void>;
+}
+
+const SNAPSHOT_KEY = 'snapshot';
+
+export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock): Promise<RunningMaster> {
+  await initHash();
+  const dir = path.join(cfg.data, 'master');
+  mkdirSync(dir, { recursive: true });
+  const db = new Level<string, string>(dir, { valueEncoding: 'utf8' });
+  await db.open();
+  const saved = await db.get(SNAPSHOT_KEY);
+  const core = new MasterCore(cfg, saved ? (JSON.parse(saved) as MasterSnapshot) : undefined, clock.now());
+
+  /** Snapshots are written in order; each reply waits for the write of its own change. */
+  let persisted: Promise<void> = Promise.resolve();
+  const persist = (): Promise<void> => {
+    const snapshot = JSON.stringify(core.snapshot());
+    persisted = persisted.then(() => db.put(SNAPSHOT_KEY, snapshot));
+    return persisted;
+  };
+
+  const peers = new Map<string, RpcClient>();
+  const peer = (addr: string): RpcClient => {
+    let c = peers.get(addr);
+    if (!c) {
+      const [host, port] = splitAddr(addr);
+      c = new RpcClient({ host, port });
+      peers.set(addr, c);
+    }
+    return c;
+  };
+
+  /** Carry out effects in order: persist first, then the recalls (which answer later as events). */
+  const run = async (effects: Effect[]): Promise<void> => {
+    if (effects.some((e) => e.type === 'persist')) await persist();
+    for (const e of effects) {
+      if (e.type !== 'recall') continue;
+      peer(e.rpc)
+        .call<{ ends: string[] }>('revoke', { leases: e.leases }, { timeoutMs: cfg.recallTimeoutMs })
+        .then(
+          (ack) => run(core.recalled(e.nodeId, ack.ends, clock.now())),
+          // Unanswered: the core re-sends, and the lease lapses on its own if need be.
+          () => {},
+        )
+        .catch((err: unknown) => process.stderr.write(`ringkv master: ${String(err)}\n`));
+    }
+  };
+
+  const rpc = new RpcServer({ host: cfg.host, port: cfg.port });
+  rpc.handle('register', async (body: unknown) => {
+    const r = core.register(parseMember(body), clock.now());
+    await run(r.effects);
+    return r.grant;
+  });
+  rpc.handle('renew', async (body: unknown) => {
+    const r = core.renew(String((body as { id?: unknown }).id), clock.now());
+    await run(r.effects);
+    await persisted;
+    return r.grant;
+  });
+  rpc.handle('changes', async (body: unknown) => {
+    const lsn = Number((body as { lsn?: unknown }).lsn ?? 0);
+    await persisted;
+    return core.changesSince(Number.isSafeInteger(lsn) ? lsn : 0);
+  });
+  rpc.handle('view', async () => {
+    await persisted;
+    return core.view(clock.now());
+  });
+  rpc.handle('table', async () => {
+    await persisted;
+    return core.table();
+  });
+
+  const server = http.createServer((req, res) => {
+    const url = req.url ?? '/';
+    if (req.method === 'GET' && (url === '/cluster' || url.startsWith('/cluster?'))) {
+      const body = JSON.stringify(core.view(clock.now()));
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    if (req.method === 'GET' && url === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"status":"ok"}');
+      return;
+    }
+    const body = JSON.stringify({ error: 'not_found', message: `no route for ${req.method} ${url}` });
+    res.writeHead(404, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
+
+  let port: number;
+  let httpPort: number;
+  try {
+    port = await rpc.listen();
+    httpPort = await listen(server, cfg.httpPort, cfg.host);
+  } catch (e) {
+    await rpc.close(0).catch(() => {});
+    await db.close();
+    throw e;
+  }
+
+  let ticking = false;
+  const timer = setInterval(() => {
+    if (ticking) return;
+    ticking = true;
+    run(core.tick(clock.now()))
+      .catch((err: unknown) => process.stderr.write(`ringkv master: tick failed: ${String(err)}\n`))
+      .finally(() => {
+        ticking = false;
+      });
+  }, cfg.tickMs);
+
+  return {
+    port,
+    httpPort,
+    core,
+    async close() {
+      clearInterval(timer);
+      await Promise.all([rpc.close(1000), new Promise<void>((r) => server.close(() => r()))]);
+      server.closeAllConnections();
+      for (const c of peers.values()) c.close();
+      await persisted.catch(() => {});
+      await db.close();
+    },
+  };
+}
+
+export function splitAddr(addr: string): [string, number] {
+  const i = addr.lastIndexOf(':');
+  const port = Number(addr.slice(i + 1));
+  if (i <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) throw new Error(`bad address ${JSON.stringify(addr)}: want host:port`);
+  return [addr.slice(0, i), port];
+}
+
+function parseMember(body: unknown): MemberInfo {
+  const b = body as { id?: unknown; zone?: unknown; addrs?: Record<string, unknown> };
+  const addrs = b.addrs ?? {};
+  const str = (v: unknown) => (typeof v === 'string' ? v : '');
+  const info: MemberInfo = {
+    id: str(b.id),
+    addrs: { memcached: str(addrs.memcached), http: str(addrs.http), rpc: str(addrs.rpc) },
+    ...(typeof b.zone === 'string' && b.zone.length > 0 ? { zone: b.zone } : {}),
+  };
+  try {
+    for (const a of Object.values(info.addrs)) splitAddr(a);
+  } catch (e) {
+    throw new MasterError('BAD_MEMBER', e instanceof Error ? e.message : String(e));
+  }
+  return info;
+}
