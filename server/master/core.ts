@@ -52,6 +52,8 @@ export interface Piece {
   recallTo?: string;
   recallSinceMs?: number;
   recallSentMs?: number;
+  /** Names this recall: only an acknowledgement of this very recall hands the piece over. */
+  recallId?: string;
 }
 
 /** A lease as nodes and clients see it: tokens as 16-digit hex (msgpack has no u64 in JS numbers). */
@@ -97,7 +99,12 @@ export interface LeaseGrant {
 
 export type Effect =
   | { readonly type: 'persist' }
-  | { readonly type: 'recall'; readonly nodeId: string; readonly rpc: string; readonly leases: WireLease[] };
+  | { readonly type: 'recall'; readonly nodeId: string; readonly rpc: string; readonly leases: WireRecall[] };
+
+/** A piece being recalled, as sent to its owner and acknowledged back. */
+export interface WireRecall extends WireLease {
+  readonly recallId: string;
+}
 
 export interface MasterSettings {
   /** How long a lease lasts from a renewal. */
@@ -164,6 +171,8 @@ export class MasterCore {
   private nextGeneration = 1;
   private lsn = 0;
   private log: TableChange[] = [];
+  /** With the time, names recalls uniquely, also across master restarts. */
+  private recallCounter = 0;
 
   constructor(
     private readonly settings: MasterSettings,
@@ -182,7 +191,7 @@ export class MasterCore {
       owner: p.owner,
       generation: p.generation,
       expiresAtMs: now + settings.leaseMs,
-      ...(p.recallTo ? { recallTo: p.recallTo, recallSinceMs: now } : {}),
+      ...(p.recallTo ? { recallTo: p.recallTo, recallSinceMs: now, recallId: `${now}.r${this.recallCounter++}` } : {}),
     }));
     this.nextGeneration = snapshot.nextGeneration;
     this.lsn = snapshot.lsn;
@@ -214,12 +223,17 @@ export class MasterCore {
     return { grant: this.renewPieces(m, now), effects: [] };
   }
 
-  /** The old owner has stopped serving these pieces (by `end`): hand them over. */
-  recalled(nodeId: string, ends: readonly string[], now: number): Effect[] {
-    const wanted = new Set(ends);
+  /**
+   * The old owner has stopped serving these pieces: hand them over. Matched by end AND
+   * recall id, so a late acknowledgement of a recall that was cancelled (and the piece
+   * renewed since) cannot hand over a piece its owner holds again.
+   */
+  recalled(nodeId: string, acked: ReadonlyArray<{ readonly end: string; readonly recallId: string }>, now: number): Effect[] {
+    void now;
+    const wanted = new Map(acked.map((a) => [a.end, a.recallId]));
     const granted: Piece[] = [];
     for (const p of this.pieces) {
-      if (p.owner === nodeId && p.recallTo !== undefined && wanted.has(tokenHex(p.end))) granted.push(p);
+      if (p.owner === nodeId && p.recallTo !== undefined && p.recallId !== undefined && wanted.get(tokenHex(p.end)) === p.recallId) granted.push(p);
     }
     if (granted.length === 0) return [];
     const before = this.rows();
@@ -335,9 +349,8 @@ export class MasterCore {
       const owner = this.members.get(cur.owner);
       if (cur.owner === tgt.owner) {
         next.push({ start, end, owner: cur.owner, generation: cur.generation, expiresAtMs: cur.expiresAtMs });
-      } else if (!owner || owner.status === 'down') {
+      } else if ((!owner || owner.status === 'down') && cur.expiresAtMs <= now) {
         // The old owner's lease has run out (that is what "down" means): grant at once.
-        assert(cur.expiresAtMs <= now || !owner, 'granting a piece whose lease still runs');
         let g = grantGeneration.get(tgt.end);
         if (g === undefined) {
           g = this.nextGeneration++;
@@ -346,7 +359,10 @@ export class MasterCore {
         // Not held until the new owner renews (it learns of the grant in the renewal reply).
         next.push({ start, end, owner: tgt.owner, generation: g, expiresAtMs: 0 });
       } else {
-        const same = cur.recallTo === tgt.owner;
+        // A live owner is recalled. So is a down one whose lease may still run (right after
+        // a master restart every lease is assumed fresh): no recall reaches it, and the
+        // piece moves when the lease lapses (tick).
+        const same = cur.recallTo === tgt.owner && cur.recallId !== undefined;
         next.push({
           start,
           end,
@@ -355,6 +371,7 @@ export class MasterCore {
           expiresAtMs: cur.expiresAtMs,
           recallTo: tgt.owner,
           recallSinceMs: same ? cur.recallSinceMs ?? now : now,
+          recallId: same ? cur.recallId! : `${now}.${this.recallCounter++}`,
           ...(same && cur.recallSentMs !== undefined ? { recallSentMs: cur.recallSentMs } : {}),
         });
       }
@@ -386,6 +403,7 @@ export class MasterCore {
       delete p.recallTo;
       delete p.recallSinceMs;
       delete p.recallSentMs;
+      delete p.recallId;
     }
     this.pieces = this.merge(this.pieces);
   }
@@ -396,7 +414,7 @@ export class MasterCore {
     const out: Piece[] = [];
     for (const p of pieces) {
       const last = out[out.length - 1];
-      if (last && last.owner === p.owner && last.generation === p.generation && last.recallTo === p.recallTo && last.end === p.start) {
+      if (last && last.owner === p.owner && last.generation === p.generation && last.recallTo === p.recallTo && last.recallId === p.recallId && last.end === p.start) {
         out[out.length - 1] = { ...last, end: p.end, expiresAtMs: Math.max(last.expiresAtMs, p.expiresAtMs) };
       } else {
         out.push(p);
@@ -406,7 +424,7 @@ export class MasterCore {
     if (out.length > 1) {
       const first = out[0]!;
       const last = out[out.length - 1]!;
-      if (last.owner === first.owner && last.generation === first.generation && last.recallTo === first.recallTo && last.end === first.start) {
+      if (last.owner === first.owner && last.generation === first.generation && last.recallTo === first.recallTo && last.recallId === first.recallId && last.end === first.start) {
         out[0] = { ...first, start: last.start, expiresAtMs: Math.max(first.expiresAtMs, last.expiresAtMs) };
         out.pop();
       }
@@ -452,7 +470,7 @@ export class MasterCore {
     const effects: Effect[] = [];
     for (const [nodeId, pieces] of byOwner) {
       const m = this.members.get(nodeId);
-      if (m && m.status === 'up') effects.push({ type: 'recall', nodeId, rpc: m.addrs.rpc, leases: pieces.map(wire) });
+      if (m && m.status === 'up') effects.push({ type: 'recall', nodeId, rpc: m.addrs.rpc, leases: pieces.map((p) => ({ ...wire(p), recallId: p.recallId! })) });
     }
     return effects;
   }

@@ -87,7 +87,10 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock)
       peer(e.rpc)
         .call<{ ends: string[] }>('revoke', { leases: e.leases }, { timeoutMs: cfg.recallTimeoutMs })
         .then(
-          (ack) => run(core.recalled(e.nodeId, ack.ends, clock.now())),
+          (ack) => {
+            const given = new Set(ack.ends);
+            return run(core.recalled(e.nodeId, e.leases.filter((l) => given.has(l.end)), clock.now()));
+          },
           // Unanswered: the core re-sends, and the lease lapses on its own if need be.
           () => {},
         )
