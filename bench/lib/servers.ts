@@ -147,6 +147,47 @@ export interface RingkvNodeOptions {
 }
 
 /**
+ * Waits for a child's ready line (`pattern` captures two ports). Before ready, a failure
+ * kills the child and removes its temporary data; after ready, exits are the caller's
+ * business (a restart test kills a process and reuses its data).
+ */
+function waitReady(
+  name: string,
+  proc: ChildProcess,
+  pattern: RegExp,
+  stderr: () => string,
+  cleanup: () => void,
+  timeoutMs = 15_000,
+): Promise<{ port: number; httpPort: number }> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let settled = false;
+    const fail = (e: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      cleanup();
+      reject(e);
+    };
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      fail(new Error(`${name} did not get ready in ${timeoutMs} ms: ${stderr()}`));
+    }, timeoutMs);
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString('utf8');
+      const m = pattern.exec(out);
+      if (m && !settled) {
+        settled = true;
+        clearTimeout(timer);
+        resolve({ port: Number(m[1]), httpPort: Number(m[2]) });
+      }
+    });
+    proc.once('error', (e) => fail(e));
+    proc.once('exit', (code) => fail(new Error(`${name} exited with ${code} before ready: ${stderr()}`)));
+  });
+}
+
+/**
  * A ringkv node as a child process of the compiled CLI. Resolves once the node prints
  * its ready line: `ringkv node ready memcached=HOST:PORT http=HOST:PORT pid=PID`.
  */
@@ -165,32 +206,8 @@ export async function startRingkv(opts: RingkvNodeOptions = {}): Promise<Running
   ];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   const stderr = capture(proc);
-  const ready = await new Promise<{ port: number; httpPort: number }>((resolve, reject) => {
-    let out = '';
-    let settled = false;
-    const fail = (e: Error) => {
-      // Only before ready: a later exit (kill() in a restart test) must keep the data.
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (removeData) rmSync(dataDir, { recursive: true, force: true });
-      reject(e);
-    };
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      fail(new Error(`ringkv node did not get ready in 15 s: ${stderr()}`));
-    }, 15_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString('utf8');
-      const m = /ringkv node ready memcached=[^:\s]+:(\d+) http=[^:\s]+:(\d+)/.exec(out);
-      if (m && !settled) {
-        settled = true;
-        clearTimeout(timer);
-        resolve({ port: Number(m[1]), httpPort: Number(m[2]) });
-      }
-    });
-    proc.once('error', (e) => fail(e));
-    proc.once('exit', (code) => fail(new Error(`ringkv node exited with ${code} before ready: ${stderr()}`)));
+  const ready = await waitReady('ringkv node', proc, /ringkv node ready memcached=[^:\s]+:(\d+) http=[^:\s]+:(\d+)/, stderr, () => {
+    if (removeData) rmSync(dataDir, { recursive: true, force: true });
   });
   proc.stdout!.resume();
   return makeHandle('ringkv', proc, ready.port, ready.httpPort, dataDir, removeData, stderr);
@@ -264,32 +281,8 @@ export async function startMaster(opts: MasterOptions = {}): Promise<RunningServ
   const args = [cliPath, 'master', '--port', String(opts.port ?? 0), '--http-port', String(opts.httpPort ?? 0), '--data', dataDir, ...(opts.args ?? [])];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const stderr = capture(proc);
-  const ready = await new Promise<{ port: number; httpPort: number }>((resolve, reject) => {
-    let out = '';
-    let settled = false;
-    const fail = (e: Error) => {
-      // Only before ready: a later exit (kill() in a restart test) must keep the data.
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (removeData) rmSync(dataDir, { recursive: true, force: true });
-      reject(e);
-    };
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      fail(new Error(`ringkv master did not get ready in 15 s: ${stderr()}`));
-    }, 15_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString('utf8');
-      const m = /ringkv master ready rpc=[^:\s]+:(\d+) http=[^:\s]+:(\d+)/.exec(out);
-      if (m && !settled) {
-        settled = true;
-        clearTimeout(timer);
-        resolve({ port: Number(m[1]), httpPort: Number(m[2]) });
-      }
-    });
-    proc.once('error', (e) => fail(e));
-    proc.once('exit', (code) => fail(new Error(`ringkv master exited with ${code} before ready: ${stderr()}`)));
+  const ready = await waitReady('ringkv master', proc, /ringkv master ready rpc=[^:\s]+:(\d+) http=[^:\s]+:(\d+)/, stderr, () => {
+    if (removeData) rmSync(dataDir, { recursive: true, force: true });
   });
   proc.stdout!.resume();
   return makeHandle('ringkv-master', proc, ready.port, ready.httpPort, dataDir, removeData, stderr);

@@ -6,9 +6,8 @@ import { initHash } from '../../ring/index.js';
 import type { Clock } from '../clock.js';
 import type { NodeConfig } from '../config.js';
 import type { ChangesReply, NodeAddrs, WireLease } from '../master/core.js';
-import { splitAddr } from '../master/master.js';
 import type { McContext } from '../protocol/memcached/execute.js';
-import { RpcClient, RpcServer } from '../protocol/rpc/index.js';
+import { RpcClient, RpcPeers, RpcServer, splitAddr } from '../protocol/rpc/index.js';
 import { LeaseTable } from './lease-table.js';
 import { Owner, realTimers } from './owner.js';
 import { keyPosition, Router, type WireCommand } from './router.js';
@@ -29,16 +28,8 @@ export async function startClusterMembership(cfg: NodeConfig, ctx: McContext, ap
   await initHash();
   const [masterHost, masterPort] = splitAddr(cfg.master);
   const master = new RpcClient({ host: masterHost, port: masterPort });
-  const peers = new Map<string, RpcClient>();
-  const peer = (addr: string): RpcClient => {
-    let c = peers.get(addr);
-    if (!c) {
-      const [host, port] = splitAddr(addr);
-      c = new RpcClient({ host, port });
-      peers.set(addr, c);
-    }
-    return c;
-  };
+  const peers = new RpcPeers();
+  const peer = (addr: string): RpcClient => peers.get(addr);
 
   const table = new LeaseTable();
   const owner = new Owner({
@@ -129,7 +120,7 @@ export async function startClusterMembership(cfg: NodeConfig, ctx: McContext, ap
       owner.close();
       await rpc.close(cfg.shutdownGraceMs);
       master.close();
-      for (const c of peers.values()) c.close();
+      await peers.close();
     },
   };
 }

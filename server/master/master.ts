@@ -12,7 +12,7 @@ import path from 'node:path';
 import { Level } from 'level';
 import { initHash } from '../../ring/index.js';
 import { systemClock, type Clock } from '../clock.js';
-import { RpcClient, RpcServer } from '../protocol/rpc/index.js';
+import { RpcClient, RpcPeers, RpcServer, splitAddr } from '../protocol/rpc/index.js';
 import { listen } from '../util/listen.js';
 import { MasterCore, MasterError, type Effect, type MasterSettings, type MasterSnapshot, type MemberInfo } from './core.js';
 
@@ -68,16 +68,8 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock)
     return persisted;
   };
 
-  const peers = new Map<string, RpcClient>();
-  const peer = (addr: string): RpcClient => {
-    let c = peers.get(addr);
-    if (!c) {
-      const [host, port] = splitAddr(addr);
-      c = new RpcClient({ host, port });
-      peers.set(addr, c);
-    }
-    return c;
-  };
+  const peers = new RpcPeers();
+  const peer = (addr: string): RpcClient => peers.get(addr);
 
   /** Carry out effects in order: persist first, then the recalls (which answer later as events). */
   const run = async (effects: Effect[]): Promise<void> => {
@@ -172,19 +164,14 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock)
       clearInterval(timer);
       await Promise.all([rpc.close(1000), new Promise<void>((r) => server.close(() => r()))]);
       server.closeAllConnections();
-      for (const c of peers.values()) c.close();
+      await peers.close();
       await persisted.catch(() => {});
       await db.close();
     },
   };
 }
 
-export function splitAddr(addr: string): [string, number] {
-  const i = addr.lastIndexOf(':');
-  const port = Number(addr.slice(i + 1));
-  if (i <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) throw new Error(`bad address ${JSON.stringify(addr)}: want host:port`);
-  return [addr.slice(0, i), port];
-}
+export { splitAddr };
 
 function parseMember(body: unknown): MemberInfo {
   const b = body as { id?: unknown; zone?: unknown; addrs?: Record<string, unknown> };

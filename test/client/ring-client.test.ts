@@ -10,36 +10,15 @@ import { startMaster, startRingkv, type RunningServer } from '../../bench/lib/se
 import { McClient, getParser } from '../helpers/mc.js';
 import { request } from '../helpers/http.js';
 import { InvalidKey, KeyTooLong, RingClient, RingkvError, ValueTooLarge } from '../../client/index.js';
+import { settled, until, view } from '../helpers/cluster.js';
 
 const leaseMs = 1500;
 const renewMs = 200;
 const vnodes = 16;
 
-interface ClusterView {
-  members: Array<{ id: string; status: string }>;
-  leases: Array<{ owner: string; expiresInMs: number; movingTo?: string }>;
-}
 
-async function view(master: RunningServer): Promise<ClusterView> {
-  const r = await request(master.httpPort!, 'GET', '/cluster');
-  expect(r.status).toBe(200);
-  return JSON.parse(r.body.toString('utf8')) as ClusterView;
-}
 
-/** Polls until `ok` holds (bounded). */
-async function until(master: RunningServer, ok: (v: ClusterView) => boolean, timeoutMs = 15_000): Promise<ClusterView> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await view(master);
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`cluster did not settle within ${timeoutMs} ms: ${JSON.stringify(v).slice(0, 2000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
-/** Every piece held by one of `ids`, none moving, every lease renewed. */
-const settled = (ids: string[]) => (v: ClusterView) =>
-  v.leases.length > 0 && v.leases.every((l) => ids.includes(l.owner) && l.movingTo === undefined && l.expiresInMs > 0);
 
 /** Runs `fn` over `items` with at most `inFlight` calls at once. */
 async function eachLimited<T>(items: readonly T[], inFlight: number, fn: (t: T) => Promise<void>): Promise<void> {

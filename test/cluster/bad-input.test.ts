@@ -8,15 +8,9 @@ import { startMaster, startRingkv, type RunningServer } from '../../bench/lib/se
 import { RpcClient, RpcRemoteError } from '../../server/protocol/rpc/index.js';
 import { McClient } from '../helpers/mc.js';
 import { request } from '../helpers/http.js';
+import { view } from '../helpers/cluster.js';
 
-interface ClusterView {
-  members: Array<{ id: string; status: string }>;
-  leases: Array<{ owner: string; movingTo?: string; expiresInMs: number }>;
-}
 
-async function view(master: RunningServer): Promise<ClusterView> {
-  return JSON.parse((await request(master.httpPort!, 'GET', '/cluster')).body.toString('utf8')) as ClusterView;
-}
 
 /** Sends raw bytes; resolves with every frame the server sent before it closed the connection. */
 function rawExchange(port: number, bytes: Buffer, timeoutMs = 5000): Promise<{ frames: unknown[]; closed: boolean }> {

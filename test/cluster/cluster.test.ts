@@ -7,46 +7,16 @@ import { initHash, Ring } from '../../ring/index.js';
 import { startMaster, startRingkv, type RunningServer } from '../../bench/lib/servers.js';
 import { McClient, getParser } from '../helpers/mc.js';
 import { request } from '../helpers/http.js';
+import { pieceOf, settled, until, view } from '../helpers/cluster.js';
 
 const leaseMs = 1500;
 const renewMs = 200;
 const vnodes = 16;
 
-interface ClusterView {
-  lsn: number;
-  members: Array<{ id: string; status: string; pieces: number }>;
-  leases: Array<{ start: string; end: string; owner: string; generation: number; expiresInMs: number; movingTo?: string }>;
-}
 
-async function view(master: RunningServer): Promise<ClusterView> {
-  const r = await request(master.httpPort!, 'GET', '/cluster');
-  expect(r.status).toBe(200);
-  return JSON.parse(r.body.toString('utf8')) as ClusterView;
-}
 
-/** Polls until `ok` holds (bounded), returning the last view. */
-async function until(master: RunningServer, ok: (v: ClusterView) => boolean, timeoutMs = 15_000): Promise<ClusterView> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await view(master);
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`cluster did not settle within ${timeoutMs} ms: ${JSON.stringify(v).slice(0, 2000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
-/** Every piece held by one of `ids`, none moving, every lease renewed. */
-const settled = (ids: string[]) => (v: ClusterView) =>
-  v.leases.length > 0 && v.leases.every((l) => ids.includes(l.owner) && l.movingTo === undefined && l.expiresInMs > 0);
 
-function pieceOf(v: ClusterView, pos: bigint) {
-  for (const l of v.leases) {
-    const s = BigInt(`0x${l.start}`);
-    const e = BigInt(`0x${l.end}`);
-    if (s < e ? pos > s && pos <= e : pos > s || pos <= e) return l;
-  }
-  throw new Error(`no piece covers ${pos}`);
-}
 
 function setMany(keys: string[]): Buffer {
   return Buffer.concat(keys.map((k) => Buffer.from(`set ${k} 0 0 ${k.length}\r\n${k}\r\n`, 'latin1')));

@@ -28,3 +28,4 @@ export {
 export { RpcServer, type RpcContext, type RpcHandler, type RpcServerCounters, type RpcServerOptions } from './server.js';
 export { RpcClient, type CallOptions, type RpcClientCounters, type RpcClientOptions } from './client.js';
 export { globalTimers, type Timers } from './timers.js';
+export { RpcPeers, splitAddr } from './peers.js';
