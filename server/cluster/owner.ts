@@ -59,8 +59,8 @@ export class Owner {
   /** Set when a renewal was asked for while one was in flight. */
   private again = false;
   private info: MemberInfo | undefined;
-  /** When the master last took pieces back: a renewal asked before then may list them still. */
-  private revokedAtMs = -Infinity;
+  /** Recalls received so far: a renewal asked before the latest one may list what it took. */
+  private revokes = 0;
   /** The master's renewal period, from the last grant (until the first: a short retry). */
   private renewMs = 500;
 
@@ -96,8 +96,17 @@ export class Owner {
     // By range, not by end: what we hold may be a larger piece than the master's current
     // split of it (a renewal from before the split). Giving up more than asked is safe.
     const gone = leases.map((l) => ({ start: hexToken(l.start), end: hexToken(l.end), generation: l.generation }));
-    this.held = this.held.filter((h) => !gone.some((g) => overlaps(h, g)));
-    this.revokedAtMs = this.opts.clock.now();
+    const exact = new Set(gone.map((g) => `${g.start}/${g.end}`));
+    let partly = false;
+    this.held = this.held.filter((h) => {
+      if (!gone.some((g) => overlaps(h, g))) return true;
+      if (!exact.has(`${h.start}/${h.end}`)) partly = true;
+      return false;
+    });
+    this.revokes++;
+    // A piece only partly recalled was dropped whole: get the rest back now, not at the
+    // next scheduled renewal (until then its keys would be refused as not-owner).
+    if (partly) this.renewSoon();
     return { ends: [...ends] };
   }
 
@@ -141,6 +150,7 @@ export class Owner {
 
   private async renewOnce(): Promise<void> {
     const sentAtMs = this.opts.clock.now();
+    const revokesAtSend = this.revokes;
     let grant: LeaseGrant;
     try {
       const info = this.info!;
@@ -158,7 +168,7 @@ export class Owner {
     let fresh = grant.leases
       .map((l) => ({ start: hexToken(l.start), end: hexToken(l.end), generation: l.generation }))
       .sort((a, b) => (a.end < b.end ? -1 : a.end > b.end ? 1 : 0));
-    if (sentAtMs <= this.revokedAtMs) {
+    if (this.revokes !== revokesAtSend) {
       // A recall overtook this reply (it came on another connection): the reply may still
       // list what we gave up. Keep only pieces we still hold, exactly; anything new waits
       // for a renewal asked after the recall, which we ask for at once.
