@@ -173,12 +173,15 @@ export class MasterCore {
   private log: TableChange[] = [];
   /** With the time, names recalls uniquely, also across master restarts. */
   private recallCounter = 0;
+  /** When this master (process) started: with the counter, names recalls uniquely across restarts. */
+  private readonly bootMs: number;
 
   constructor(
     private readonly settings: MasterSettings,
     snapshot: MasterSnapshot | undefined,
     now: number,
   ) {
+    this.bootMs = now;
     assert(settings.leaseMs > 0 && settings.vnodes > 0 && settings.maxLogEntries > 0, 'master settings must be positive');
     assert(settings.renewMs > 0 && settings.driftMs >= 0 && settings.renewMs + settings.driftMs < settings.leaseMs, 'renewMs + driftMs must be below leaseMs');
     if (!snapshot) return;
@@ -191,7 +194,7 @@ export class MasterCore {
       owner: p.owner,
       generation: p.generation,
       expiresAtMs: now + settings.leaseMs,
-      ...(p.recallTo ? { recallTo: p.recallTo, recallSinceMs: now, recallId: `${now}.r${this.recallCounter++}` } : {}),
+      ...(p.recallTo ? { recallTo: p.recallTo, recallSinceMs: now, recallId: `${now}.${this.recallCounter++}` } : {}),
     }));
     this.nextGeneration = snapshot.nextGeneration;
     this.lsn = snapshot.lsn;
@@ -211,7 +214,15 @@ export class MasterCore {
     const member: MemberState = { ...info, status: 'up', renewedAtMs: now };
     this.members.set(info.id, member);
     const changedMember = !prev || prev.status !== 'up' || JSON.stringify(wireMember(prev)) !== JSON.stringify(wireMember(member));
-    const effects = changedMember ? this.replan(now, [member]) : [];
+    let effects: Effect[] = [];
+    try {
+      if (changedMember) effects = this.replan(now, [member]);
+    } catch (e) {
+      // Never leave the member half-registered: a later register would see no change.
+      if (prev) this.members.set(info.id, prev);
+      else this.members.delete(info.id);
+      throw e;
+    }
     return { grant: this.renewPieces(member, now), effects };
   }
 
@@ -371,7 +382,7 @@ export class MasterCore {
           expiresAtMs: cur.expiresAtMs,
           recallTo: tgt.owner,
           recallSinceMs: same ? cur.recallSinceMs ?? now : now,
-          recallId: same ? cur.recallId! : `${now}.${this.recallCounter++}`,
+          recallId: same ? cur.recallId! : `${this.bootMs}.${this.recallCounter++}`,
           ...(same && cur.recallSentMs !== undefined ? { recallSentMs: cur.recallSentMs } : {}),
         });
       }

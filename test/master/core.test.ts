@@ -211,10 +211,17 @@ describe('MasterCore: late acknowledgements', () => {
     // The answer to the recall of 810 arrives (230 ms late, well within a recall timeout).
     core.recalled('n0', answer, 1040);
     n1.grant(core.renew('n1', 1050).grant, 1050);
-    // BUG (core.ts recalled(), lines 210-220): the acknowledgement is matched by piece end only,
-    // so an answer to a recall that was cancelled (n1 went down) and started again after n0
-    // renewed hands over pieces n0 holds until 2020.
+    // Matched by end alone, this answer would hand over pieces n0 holds until 2020: the recall
+    // it answers was cancelled (n1 went down) and a new one started after n0 renewed.
     expect(doubleHolding([n0, n1], 1050)).toBeUndefined();
+
+    // The answer to the current recall does hand them over.
+    const current = recalls(back.effects)[0]!;
+    const given2 = new Set(n0.revoke(current.leases));
+    expect(core.recalled('n0', current.leases.filter((l) => given2.has(l.end)), 1060)).toContainEqual({ type: 'persist' });
+    n1.grant(core.renew('n1', 1070).grant, 1070);
+    expect(doubleHolding([n0, n1], 1070)).toBeUndefined();
+    expectOwnership(core, ringOf(['n0', 'n1']));
   });
 });
 
@@ -426,11 +433,10 @@ describe('MasterCore: restart from a snapshot', () => {
       }
       acknowledgeAll(restored, restored.tick(now), now);
     }
-    // BUG (core.ts line 332, reached from the constructor's restore at line 176): restored
-    // pieces of the down n0 get expiresAtMs = T + leaseMs, so the first replan trips "granting
-    // a piece whose lease still runs" -- after register() has already set n1 'up' (line 195).
-    // Every later register of n1 then sees no change and never replans: the table stays with
-    // the down n0 for ever.
+    // Restored pieces of the down n0 are assumed freshly renewed (expiresAtMs = T + leaseMs).
+    // The first replan once asserted that a down owner's lease had run out, and threw after
+    // register() had already set n1 'up'; later registers of n1 then saw no change and never
+    // replanned, so the table stayed with the down n0 for ever.
     expect(errors).toEqual([]);
     expectOwnership(restored, ringOf(['n1']));
   });
