@@ -7,63 +7,24 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cliPath, startRingkv, type RunningServer } from '../../bench/lib/servers.js';
+import { EXIT_USAGE, expectOneLineFailure, runCli as runCliWith, type CliRun } from '../helpers/cli.js';
 
 /** A CLI run that should end by itself (help, usage error) is killed after this long. */
 const runTimeoutMs = 10_000;
-const EXIT_USAGE = 2;
 
-interface CliRun {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
 
 const running = new Set<ChildProcess>();
 const servers: RunningServer[] = [];
 const netServers: net.Server[] = [];
 let tmp: string;
 
-function runCli(args: string[]): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [cliPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    running.add(proc);
-    let stdout = '';
-    let stderr = '';
-    proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
-    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`ringkv ${args.join(' ')} still running after ${runTimeoutMs} ms; stdout ${JSON.stringify(stdout)} stderr ${JSON.stringify(stderr)}`));
-    }, runTimeoutMs);
-    proc.once('error', (e) => {
-      clearTimeout(timer);
-      running.delete(proc);
-      reject(e);
-    });
-    // 'close' (not 'exit'): every byte of stdout and stderr has been read by then.
-    proc.once('close', (code, signal) => {
-      clearTimeout(timer);
-      running.delete(proc);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
+const runCli = (args: string[]): Promise<CliRun> => runCliWith(args, runTimeoutMs, running);
 
 /** The node flags that keep a run off the default ports and out of ./data. */
 function nodeArgs(extra: string[] = []): string[] {
   return ['node', '--port', '0', '--http-port', '0', '--data', path.join(tmp, 'data'), '--storage', 'memory', ...extra];
 }
 
-function expectOneLineFailure(run: CliRun, pattern: RegExp): void {
-  expect(run.code, `stderr: ${run.stderr}`).toBe(EXIT_USAGE);
-  expect(run.stderr.endsWith('\n'), JSON.stringify(run.stderr)).toBe(true);
-  const lines = run.stderr.slice(0, -1).split('\n');
-  expect(lines, JSON.stringify(run.stderr)).toHaveLength(1);
-  expect(lines[0]).toMatch(/^ringkv: /);
-  expect(lines[0]).toMatch(pattern);
-  expect(run.stdout).toBe('');
-}
 
 function occupy(): Promise<{ server: net.Server; port: number }> {
   return new Promise((resolve, reject) => {

@@ -12,19 +12,13 @@ import { cliPath, freePort } from '../../bench/lib/servers.js';
 import { McClient } from '../helpers/mc.js';
 import { keyShares, pieceSize, problems, RING_SIZE, summarize, type MasterView } from '../../client/status.js';
 import { notSettled, parseReadyLine, planPorts } from '../../client/start.js';
+import { EXIT_USAGE, expectOneLineFailure, runCli as runCliWith, type CliRun } from '../helpers/cli.js';
 
-const EXIT_USAGE = 2;
 /** A cluster of three on loopback settles in a few seconds; start itself gives up at 30 s. */
 const readyTimeoutMs = 45_000;
 /** A command that should end by itself is killed after this long. */
 const runTimeoutMs = 15_000;
 
-interface CliRun {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
 
 /** Every process this file started, and every child pid a `start` printed: killed by PID in afterAll. */
 const procs = new Set<ChildProcess>();
@@ -37,38 +31,8 @@ function tmpDir(): string {
   return d;
 }
 
-function runCli(args: string[]): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [cliPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    procs.add(proc);
-    let stdout = '';
-    let stderr = '';
-    proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
-    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`ringkv ${args.join(' ')} still running after ${runTimeoutMs} ms; stdout ${JSON.stringify(stdout)} stderr ${JSON.stringify(stderr)}`));
-    }, runTimeoutMs);
-    proc.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    proc.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
+const runCli = (args: string[]): Promise<CliRun> => runCliWith(args, runTimeoutMs, procs);
 
-function expectOneLineFailure(run: CliRun, pattern: RegExp): void {
-  expect(run.code, `stderr: ${run.stderr}`).toBe(EXIT_USAGE);
-  expect(run.stderr.endsWith('\n'), JSON.stringify(run.stderr)).toBe(true);
-  const lines = run.stderr.slice(0, -1).split('\n');
-  expect(lines, JSON.stringify(run.stderr)).toHaveLength(1);
-  expect(lines[0]).toMatch(/^ringkv: /);
-  expect(lines[0]).toMatch(pattern);
-  expect(run.stdout).toBe('');
-}
 
 interface StartedCluster {
   proc: ChildProcess;
