@@ -463,8 +463,10 @@ const misc: ConformanceCase[] = [
     await c.sendBytewise(req);
     return [entry(`${req} (bytewise)`, await c.request(''))];
   }),
+  // No `t` here: the byte-by-byte send takes long enough for memcached's one-second
+  // clock to tick between ms and mg (it then reports t59), which is timing, not protocol.
   script('meta command split into 1-byte writes', async (c, k) => {
-    const req = `ms ${k('a')} 2 T60 F3\r\nhi\r\nmg ${k('a')} v f t\r\n`;
+    const req = `ms ${k('a')} 2 T60 F3\r\nhi\r\nmg ${k('a')} v f s\r\n`;
     await c.sendBytewise(req);
     return [entry(`${req} (bytewise)`, await c.request(''))];
   }),
