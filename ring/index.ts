@@ -10,6 +10,7 @@ export {
   membersMax,
   positionCount,
   positionMax,
+  successorIndex,
   vnodesDefault,
   vnodesMax,
 } from './ring.js';

@@ -266,16 +266,7 @@ export class Ring {
   /** Index of the first token >= pos, or 0 when pos is past the last token (wrap). */
   #successor(pos: bigint): number {
     assert(isPosition(pos), `position ${String(pos)} is outside [0, 2^64)`);
-    const tokens = this.#tokens;
-    // Invariant: tokens[<lo] < pos and tokens[>=hi] >= pos.
-    let lo = 0;
-    let hi = tokens.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (tokens[mid]! < pos) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo === tokens.length ? 0 : lo;
+    return successorIndex(this.#tokens, pos);
   }
 
   #range(i: number): RingRange {
@@ -290,6 +281,23 @@ export class Ring {
  * moving pieces with the same (from, to) are merged, across the wrap too, so a merged
  * move may wrap (start > end) like a ring's first range. In order of `end`.
  */
+/**
+ * In `sorted` (ascending ring positions: tokens, or the ends of ranges), the index of the
+ * first element >= pos, or 0 when pos is past the last (the ring wraps). O(log n). The
+ * element found ends the range (previous, element] that contains pos.
+ */
+export function successorIndex(sorted: ArrayLike<bigint>, pos: bigint): number {
+  // Invariant: sorted[<lo] < pos and sorted[>=hi] >= pos.
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! < pos) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo === sorted.length ? 0 : lo;
+}
+
 export function diff(a: Ring, b: Ring): RangeMove[] {
   const moves: RangeMove[] = [];
   forEachPiece(a, b, (start, end) => {

@@ -2,6 +2,7 @@
 // a value that applies the master's full tables and change logs, and answers "who owns
 // this position, with which generation" in O(log pieces). It is a hint: the owner itself
 // decides, and answers not-owner when the hint is stale.
+import { successorIndex } from '../../ring/index.js';
 import { hexToken, type ChangesReply, type FullTable, type WireLease, type WireMember } from '../master/core.js';
 
 export interface Route {
@@ -49,14 +50,7 @@ export class LeaseTable {
     this.index();
     const n = this.ends.length;
     if (n === 0) return undefined;
-    let lo = 0;
-    let hi = n;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.ends[mid]! < pos) lo = mid + 1;
-      else hi = mid;
-    }
-    const lease = this.sorted[lo === n ? 0 : lo]!;
+    const lease = this.sorted[successorIndex(this.ends, pos)]!;
     return { lease, member: this.members.get(lease.owner) };
   }
 

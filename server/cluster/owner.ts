@@ -6,6 +6,7 @@
 // this node's clock. The master counts from when it RECEIVED the renewal, later, and the
 // drift margin covers the two clocks running at different speeds; so this node stops
 // before the master can think the lease has run out and grant it to someone else.
+import { successorIndex } from '../../ring/index.js';
 import { hexToken, type LeaseGrant, type MemberInfo, type WireLease } from '../master/core.js';
 import type { Clock } from '../clock.js';
 import { assert } from '../util/assert.js';
@@ -51,6 +52,8 @@ interface Held {
 
 export class Owner {
   private held: Held[] = [];
+  /** The ends of `held`, for the binary search of every request. */
+  private heldEnds: bigint[] = [];
   private validUntilMs = 0;
   private registered = false;
   private timer: unknown;
@@ -98,11 +101,11 @@ export class Owner {
     const gone = leases.map((l) => ({ start: hexToken(l.start), end: hexToken(l.end), generation: l.generation }));
     const exact = new Set(gone.map((g) => `${g.start}/${g.end}`));
     let partly = false;
-    this.held = this.held.filter((h) => {
+    this.setHeld(this.held.filter((h) => {
       if (!gone.some((g) => overlaps(h, g))) return true;
       if (!exact.has(`${h.start}/${h.end}`)) partly = true;
       return false;
-    });
+    }));
     this.revokes++;
     // A piece only partly recalled was dropped whole: get the rest back now, not at the
     // next scheduled renewal (until then its keys would be refused as not-owner).
@@ -123,7 +126,7 @@ export class Owner {
   close(): void {
     this.closed = true;
     if (this.timer !== undefined) this.opts.timers.clearTimeout(this.timer);
-    this.held = [];
+    this.setHeld([]);
     this.validUntilMs = 0;
   }
 
@@ -176,7 +179,7 @@ export class Owner {
       fresh = fresh.filter((h) => still.has(`${h.start}/${h.end}/${h.generation}`));
       this.again = true;
     }
-    this.held = fresh;
+    this.setHeld(fresh);
     this.renewMs = grant.renewMs;
     this.validUntilMs = sentAtMs + grant.leaseMs - (this.opts.driftMs ?? grant.driftMs);
     this.opts.onGrant?.(grant);
@@ -184,20 +187,19 @@ export class Owner {
 
   private find(pos: bigint): Held | undefined {
     const held = this.held;
-    // Held pieces are a subset of the ring, sorted by end: the candidate is the first end >= pos.
-    let lo = 0;
-    let hi = held.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (held[mid]!.end < pos) lo = mid + 1;
-      else hi = mid;
-    }
-    const candidates = lo < held.length ? [held[lo]!] : [];
-    // A piece that wraps past 2^64-1 (start >= end) also covers positions after the last end.
-    if (held.length > 0) candidates.push(held[0]!);
-    for (const h of candidates) if (contains(h, pos)) return h;
-    return undefined;
+    if (held.length === 0) return undefined;
+    // Held pieces are a subset of the ring, sorted by end: the candidate is the first end >= pos,
+    // and else the first piece, which may wrap past 2^64-1 (it has the smallest end).
+    const h = held[successorIndex(this.heldEnds, pos)]!;
+    if (contains(h, pos)) return h;
+    return contains(held[0]!, pos) ? held[0] : undefined;
   }
+
+  private setHeld(pieces: Held[]): void {
+    this.held = pieces;
+    this.heldEnds = pieces.map((p) => p.end);
+  }
+
 }
 
 function contains(h: Held, pos: bigint): boolean {

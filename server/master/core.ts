@@ -15,7 +15,7 @@
 // Moving a piece from a live owner A to B is a recall: A is asked to give the piece up
 // and acknowledges; only then is B granted it. Until then A keeps it, but the master no
 // longer renews it, so if A never answers, its lease lapses and B gets it anyway.
-import { Ring, type Member, type RingRange } from '../../ring/index.js';
+import { Ring, successorIndex, type Member, type RingRange } from '../../ring/index.js';
 import { assert } from '../util/assert.js';
 
 export interface NodeAddrs {
@@ -152,17 +152,6 @@ function wireMember(m: MemberState): WireMember {
     : { id: m.id, zone: m.zone, addrs: m.addrs, status: m.status };
 }
 
-/** Index of the piece (sorted by end) that contains position `pos`: the first end >= pos, wrapping. */
-function coveringIndex(ends: readonly bigint[], pos: bigint): number {
-  let lo = 0;
-  let hi = ends.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (ends[mid]! < pos) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo === ends.length ? 0 : lo;
-}
 
 export class MasterCore {
   private readonly members = new Map<string, MemberState>();
@@ -355,8 +344,8 @@ export class MasterCore {
     for (let i = 0; i < boundaries.length; i++) {
       const end = boundaries[i]!;
       const start = boundaries[(i + boundaries.length - 1) % boundaries.length]!;
-      const cur = this.pieces[coveringIndex(oldEnds, end)]!;
-      const tgt: RingRange = target[coveringIndex(targetEnds, end)]!;
+      const cur = this.pieces[successorIndex(oldEnds, end)]!;
+      const tgt: RingRange = target[successorIndex(targetEnds, end)]!;
       const owner = this.members.get(cur.owner);
       if (cur.owner === tgt.owner) {
         next.push({ start, end, owner: cur.owner, generation: cur.generation, expiresAtMs: cur.expiresAtMs });

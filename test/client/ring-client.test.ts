@@ -6,11 +6,11 @@
 // SIGKILLed node costs only typed errors until its ranges move, after which its keys work.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initHash, Ring } from '../../ring/index.js';
-import { startMaster, startRingkv, type RunningServer } from '../../bench/lib/servers.js';
+import type { RunningServer } from '../../bench/lib/servers.js';
 import { McClient, getParser } from '../helpers/mc.js';
 import { request } from '../helpers/http.js';
 import { InvalidKey, KeyTooLong, RingClient, RingkvError, ValueTooLarge } from '../../client/index.js';
-import { settled, until, view } from '../helpers/cluster.js';
+import { settled, until, view, startTestCluster } from '../helpers/cluster.js';
 
 const leaseMs = 1500;
 const renewMs = 200;
@@ -51,16 +51,9 @@ describe('RingClient against a master and three nodes', () => {
 
   beforeAll(async () => {
     await initHash();
-    master = track(await startMaster({ args: ['--lease-ms', String(leaseMs), '--vnodes', String(vnodes)] }));
-    for (const id of ids) {
-      nodes.push(
-        track(await startRingkv({
-          storage: 'memory',
-          args: ['--master', `127.0.0.1:${master.port}`, '--id', id, '--rpc-port', '0', '--renew-ms', String(renewMs), '--drift-ms', '100'],
-        })),
-      );
-    }
-    await until(master, settled(ids));
+    const c = await startTestCluster({ ids, leaseMs, renewMs, vnodes }, track);
+    master = c.master;
+    nodes.push(...c.nodes);
     kv = await RingClient.connect({ master: `127.0.0.1:${master.port}` });
   }, 60_000);
 

@@ -4,10 +4,10 @@
 // others with higher generations; a restarted master keeps generations increasing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initHash, Ring } from '../../ring/index.js';
-import { startMaster, startRingkv, type RunningServer } from '../../bench/lib/servers.js';
+import { startMaster, type RunningServer } from '../../bench/lib/servers.js';
 import { McClient, getParser } from '../helpers/mc.js';
 import { request } from '../helpers/http.js';
-import { pieceOf, settled, until, view } from '../helpers/cluster.js';
+import { pieceOf, settled, until, view, startTestCluster, startTestNode } from '../helpers/cluster.js';
 
 const leaseMs = 1500;
 const renewMs = 200;
@@ -32,16 +32,9 @@ describe('cluster of a master and three nodes', () => {
 
   beforeAll(async () => {
     await initHash();
-    master = track(await startMaster({ args: ['--lease-ms', String(leaseMs), '--vnodes', String(vnodes)] }));
-    for (const id of ids) {
-      nodes.push(
-        track(await startRingkv({
-          storage: 'memory',
-          args: ['--master', `127.0.0.1:${master.port}`, '--id', id, '--rpc-port', '0', '--renew-ms', String(renewMs), '--drift-ms', '100'],
-        })),
-      );
-    }
-    await until(master, settled(ids));
+    const c = await startTestCluster({ ids, leaseMs, renewMs, vnodes }, track);
+    master = c.master;
+    nodes.push(...c.nodes);
   }, 60_000);
 
   afterAll(async () => {
@@ -159,12 +152,7 @@ describe('cluster of a master and three nodes', () => {
     const restored = await view(master);
     for (const l of before.leases) expect(pieceOf(restored, BigInt(`0x${l.end}`)).generation).toBe(l.generation);
     // A node that comes back takes ranges again: every new grant is above every old generation.
-    nodes[2] = track(
-      await startRingkv({
-        storage: 'memory',
-        args: ['--master', `127.0.0.1:${port}`, '--id', 'n3', '--rpc-port', '0', '--renew-ms', String(renewMs), '--drift-ms', '100'],
-      }),
-    );
+    nodes[2] = track(await startTestNode(master, 'n3', { renewMs }));
     const after = await until(master, settled(ids));
     const moved = after.leases.filter((l) => l.owner === 'n3');
     expect(moved.length).toBeGreaterThan(0);

@@ -1,7 +1,7 @@
 // Watching a test cluster through its master's GET /cluster: the view, bounded polling
 // until a condition holds, and which piece of the table covers a ring position.
 import { request } from './http.js';
-import type { RunningServer } from '../../bench/lib/servers.js';
+import { startMaster, startRingkv, type RunningServer } from '../../bench/lib/servers.js';
 
 export interface ClusterView {
   lsn: number;
@@ -38,4 +38,35 @@ export function pieceOf(v: ClusterView, pos: bigint): ClusterView['leases'][numb
     if (s < e ? pos > s && pos <= e : pos > s || pos <= e) return l;
   }
   throw new Error(`no piece covers ${pos}`);
+}
+
+export interface TestClusterOptions {
+  ids: string[];
+  leaseMs: number;
+  renewMs: number;
+  vnodes: number;
+  driftMs?: number;
+}
+
+/**
+ * A master and one memory-storage node per id, with short lease timings, waited for until
+ * every range is held. `track` records each process so the caller's afterAll stops them.
+ */
+export async function startTestCluster(
+  o: TestClusterOptions,
+  track: (s: RunningServer) => RunningServer,
+): Promise<{ master: RunningServer; nodes: RunningServer[] }> {
+  const master = track(await startMaster({ args: ['--lease-ms', String(o.leaseMs), '--vnodes', String(o.vnodes)] }));
+  const nodes: RunningServer[] = [];
+  for (const id of o.ids) nodes.push(track(await startTestNode(master, id, o)));
+  await until(master, settled(o.ids));
+  return { master, nodes };
+}
+
+/** One memory-storage node joining `master` with the test timings. */
+export function startTestNode(master: RunningServer, id: string, o: Pick<TestClusterOptions, 'renewMs' | 'driftMs'>): Promise<RunningServer> {
+  return startRingkv({
+    storage: 'memory',
+    args: ['--master', `127.0.0.1:${master.port}`, '--id', id, '--rpc-port', '0', '--renew-ms', String(o.renewMs), '--drift-ms', String(o.driftMs ?? 100)],
+  });
 }
