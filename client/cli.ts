@@ -60,6 +60,15 @@ function nodeCommand(): Command {
     .option('--zone <name>', 'failure domain of this node (every node has one, or none)')
     .option('--renew-ms <ms>', "override the master's renewal period", intIn('--renew-ms', 10, 3_600_000))
     .option('--drift-ms <ms>', "override the master's clock-drift margin", intIn('--drift-ms', 0, 3_600_000))
+    .option('--anti-entropy-ms <ms>', 'pause between anti-entropy rounds (Merkle-tree comparison with each replica)', intIn('--anti-entropy-ms', 50, 86_400_000), defaults.antiEntropyMs)
+    .option('--max-hint-mb <n>', 'bytes of hints kept for unreachable replicas, MiB', intIn('--max-hint-mb', 0, 1 << 20), defaults.maxHintMb)
+    .option('--hint-window-ms <ms>', 'hints older than this are dropped (anti-entropy repairs those keys)', intIn('--hint-window-ms', 1000, 30 * 86_400_000), defaults.hintWindowMs)
+    .option('--tombstone-grace-ms <ms>', 'deleted keys are remembered this long (must exceed hint window + anti-entropy period)', intIn('--tombstone-grace-ms', 1000, 365 * 86_400_000), defaults.tombstoneGraceMs)
+    .option('--max-siblings <n>', 'concurrent versions kept per key; past it the oldest collapse last-writer-wins', intIn('--max-siblings', 1, 32), defaults.maxSiblings)
+    .option('--heartbeat-ms <ms>', 'failure detector: how often quiet or down peers are pinged', intIn('--heartbeat-ms', 10, 600_000), defaults.heartbeatMs)
+    .option('--replica-timeout-ms <ms>', 'deadline of one replica call; slower peers count as down', intIn('--replica-timeout-ms', 10, 600_000), defaults.replicaTimeoutMs)
+    .option('--forward-timeout-ms <ms>', 'deadline of one request forwarded to an owner', intIn('--forward-timeout-ms', 10, 600_000), defaults.forwardTimeoutMs)
+    .option('--unavailable-ms <ms>', 'how long a request waits for an owner before SERVER_ERROR unavailable', intIn('--unavailable-ms', 10, 600_000), defaults.unavailableMs)
     .action(async (o: Record<string, unknown>) => {
       const cfg: NodeConfig = {
         ...defaults,
@@ -75,11 +84,21 @@ function nodeCommand(): Command {
         maxConns: o.maxConns as number,
         sweepIntervalMs: o.sweepIntervalMs as number,
         rpcPort: o.rpcPort as number,
+        antiEntropyMs: o.antiEntropyMs as number,
+        maxHintMb: o.maxHintMb as number,
+        hintWindowMs: o.hintWindowMs as number,
+        tombstoneGraceMs: o.tombstoneGraceMs as number,
+        maxSiblings: o.maxSiblings as number,
+        heartbeatMs: o.heartbeatMs as number,
+        replicaTimeoutMs: o.replicaTimeoutMs as number,
+        forwardTimeoutMs: o.forwardTimeoutMs as number,
+        unavailableMs: o.unavailableMs as number,
         ...(o.renewMs !== undefined ? { renewMs: o.renewMs as number } : {}),
         ...(o.driftMs !== undefined ? { driftMs: o.driftMs as number } : {}),
         ...(o.master ? { master: String(o.master) } : {}),
         ...(o.zone ? { zone: String(o.zone) } : {}),
       };
+      if (cfg.tombstoneGraceMs <= cfg.hintWindowMs + cfg.antiEntropyMs) fail('--tombstone-grace-ms must exceed --hint-window-ms plus --anti-entropy-ms (or deletes could come back)');
       await runNode(cfg);
     });
 }
@@ -138,6 +157,9 @@ function masterCommand(): Command {
     .option('--renew-ms <ms>', 'how often nodes renew their leases (default: lease / 4)', intIn('--renew-ms', 10, 86_400_000))
     .option('--drift-ms <ms>', 'clock-drift margin: owners stop using a lease this early (default: lease / 60)', intIn('--drift-ms', 0, 86_400_000))
     .option('--vnodes <n>', 'virtual nodes per member', intIn('--vnodes', 1, 4096), masterDefaults.vnodes)
+    .option('--n <n>', 'copies of every key (replication factor)', intIn('--n', 1, 16), masterDefaults.n)
+    .option('--r <n>', 'replicas a read hears from (read quorum)', intIn('--r', 1, 16), masterDefaults.r)
+    .option('--w <n>', 'durable copies before a write is acknowledged (write quorum)', intIn('--w', 1, 16), masterDefaults.w)
     .action(async (o: Record<string, unknown>) => {
       const cfg: MasterConfig = {
         ...masterDefaults,
@@ -149,9 +171,13 @@ function masterCommand(): Command {
         renewMs: (o.renewMs as number | undefined) ?? Math.max(10, Math.floor((o.leaseMs as number) / 4)),
         driftMs: (o.driftMs as number | undefined) ?? Math.floor((o.leaseMs as number) / 60),
         vnodes: o.vnodes as number,
+        n: o.n as number,
+        r: o.r as number,
+        w: o.w as number,
         tickMs: Math.max(10, Math.min(masterDefaults.tickMs, Math.floor((o.leaseMs as number) / 10))),
       };
       if (cfg.renewMs + cfg.driftMs >= cfg.leaseMs) fail('--renew-ms plus --drift-ms must be below --lease-ms');
+      if (cfg.r > cfg.n || cfg.w > cfg.n) fail(`--r and --w must be at most --n (${cfg.n})`);
       let m: RunningMaster;
       try {
         m = await startMaster(cfg);

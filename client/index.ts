@@ -12,6 +12,7 @@ export {
   type DeltaOptions,
   type Item,
   type RequestOptions,
+  type SiblingsOptions,
   type RingClientCounters,
   type RingClientOptions,
   type StoreOptions,

@@ -13,7 +13,7 @@
 //   table names, at most maxBatchKeys keys per kv.many, retry backoff capped at retryMaxMs.
 import { hash64, initHash } from '../ring/index.js';
 import { LeaseTable } from '../server/cluster/lease-table.js';
-import type { ChangesReply } from '../server/master/core.js';
+import type { ChangesReply, WireMember } from '../server/master/core.js';
 import { RpcBusy, RpcClient, RpcEncodeError, RpcError, RpcRemoteError, RpcTimeout, RpcUnavailable } from '../server/protocol/rpc/index.js';
 import { BadRequest, Closed, NonNumeric, RingkvError, ServerError, Timeout, Unavailable, ValueTooLarge } from './errors.js';
 import { checkFlags, checkItemSize, keyBytes, MAX_ITEM_SIZE_DEFAULT, ttlMs, u64Text, valueBytes, type Key, type Value } from './keys.js';
@@ -53,6 +53,15 @@ export interface RingClientOptions {
 export interface RequestOptions {
   /** Deadline of this request, retries included, in ms. Default: the client's timeoutMs. */
   timeoutMs?: number;
+  /** Read quorum of this request: replicas heard before answering (1..N). Default: the cluster's R. */
+  r?: number;
+  /** Write quorum of this request: durable copies before the write is acknowledged (1..N). Default: the cluster's W. */
+  w?: number;
+}
+
+/** get with `{ siblings: true }`: every concurrent version instead of one last-writer-wins winner. */
+export interface SiblingsOptions extends RequestOptions {
+  siblings: true;
 }
 
 export interface StoreOptions extends RequestOptions {
@@ -96,18 +105,35 @@ export interface RingClientCounters {
 }
 
 /** The wire shapes of server/kv/api.ts as msgpack delivers them (bytes as Uint8Array). */
-type WireRequest =
+type WireRequest = { r?: number; w?: number; siblings?: boolean } & (
   | { op: 'get'; key: Buffer }
   | { op: 'set' | 'add' | 'replace' | 'append' | 'prepend' | 'cas'; key: Buffer; value: Buffer; flags: number; ttlMs: number; cas?: string }
   | { op: 'delete'; key: Buffer }
   | { op: 'incr' | 'decr'; key: Buffer; delta: string; initial?: string; ttlMs?: number }
-  | { op: 'touch'; key: Buffer; ttlMs: number };
+  | { op: 'touch'; key: Buffer; ttlMs: number });
 type WireStatus = 'OK' | 'NOT_FOUND' | 'NOT_STORED' | 'EXISTS' | 'TOO_LARGE' | 'NON_NUMERIC';
 interface WireResult {
   readonly status: WireStatus;
   readonly item?: { value: Uint8Array; flags: number; cas: string; expiresAtMs: number };
   readonly value?: string;
+  readonly siblings?: Array<{ value: Uint8Array; flags: number; cas: string; expiresAtMs: number }>;
 }
+
+/** The per-request quorum fields of a request, when given (checked by the node against N). */
+function quorumOf(opts: RequestOptions): { r?: number; w?: number } {
+  const q: { r?: number; w?: number } = {};
+  for (const name of ['r', 'w'] as const) {
+    const v = opts[name];
+    if (v === undefined) continue;
+    if (!Number.isInteger(v) || v < 1) throw new BadRequest(`${name} must be a positive integer, got ${String(v)}`);
+    q[name] = v;
+  }
+  return q;
+}
+
+const PLAIN_OPS = new Set(['get', 'set', 'delete', 'touch']);
+/** How long a node that failed to answer is passed over for plain requests. */
+const SUSPECT_MS = 2_000;
 
 interface Settings {
   masters: Array<[string, number]>;
@@ -142,6 +168,8 @@ export class RingClient {
   private pulling: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Nodes that failed to answer lately (until the time given): plain requests go elsewhere meanwhile. */
+  private readonly suspects = new Map<string, number>();
 
   private constructor(private readonly s: Settings) {
     this.masters = s.masters.map(([host, port]) => new RpcClient({ host, port, connectTimeoutMs: s.connectTimeoutMs }));
@@ -164,11 +192,21 @@ export class RingClient {
 
   // ---- the API -----------------------------------------------------------------------
 
-  /** The item, or undefined when the key is missing or expired. */
-  async get(key: Key, opts: RequestOptions = {}): Promise<Item | undefined> {
-    const r = await this.run({ op: 'get', key: keyBytes(key) }, true, opts);
-    if (r.status === 'NOT_FOUND') return undefined;
-    return itemOf(want(r, 'OK', 'get'));
+  /**
+   * The item, or undefined when the key is missing or expired. With `{ siblings: true }`:
+   * every concurrent version the replicas hold (newest first; [] when missing), which
+   * writes through different coordinators during a partition can leave behind; the next
+   * write of the key supersedes them all.
+   */
+  get(key: Key, opts: SiblingsOptions): Promise<Item[]>;
+  get(key: Key, opts?: RequestOptions): Promise<Item | undefined>;
+  async get(key: Key, opts: RequestOptions & { siblings?: boolean } = {}): Promise<Item | undefined | Item[]> {
+    const siblings = opts.siblings === true;
+    const r = await this.run({ op: 'get', key: keyBytes(key), ...quorumOf(opts), ...(siblings ? { siblings } : {}) }, true, opts);
+    if (r.status === 'NOT_FOUND') return siblings ? [] : undefined;
+    const item = itemOf(want(r, 'OK', 'get'));
+    if (!siblings) return item;
+    return (r.siblings ?? [r.item!]).map((s) => itemOf({ status: 'OK', item: s }));
   }
 
   /**
@@ -220,7 +258,7 @@ export class RingClient {
 
   /** True when the key existed. */
   async delete(key: Key, opts: RequestOptions = {}): Promise<boolean> {
-    const r = await this.run({ op: 'delete', key: keyBytes(key) }, false, opts);
+    const r = await this.run({ op: 'delete', key: keyBytes(key), ...quorumOf(opts) }, false, opts);
     if (r.status === 'NOT_FOUND') return false;
     want(r, 'OK', 'delete');
     return true;
@@ -228,7 +266,7 @@ export class RingClient {
 
   /** Sets a new time to live (seconds, 0 = none); false when the key is missing. */
   async touch(key: Key, ttl: number, opts: RequestOptions = {}): Promise<boolean> {
-    const r = await this.run({ op: 'touch', key: keyBytes(key), ttlMs: ttlMs(ttl) }, false, opts);
+    const r = await this.run({ op: 'touch', key: keyBytes(key), ttlMs: ttlMs(ttl), ...quorumOf(opts) }, false, opts);
     if (r.status === 'NOT_FOUND') return false;
     want(r, 'OK', 'touch');
     return true;
@@ -261,7 +299,7 @@ export class RingClient {
     const v = valueBytes(value);
     const flags = checkFlags(opts.flags ?? 0);
     checkItemSize(k, v, flags, this.s.maxItemSize);
-    const req: WireRequest = { op, key: k, value: v, flags, ttlMs: ttlMs(opts.ttl ?? 0), ...(cas !== undefined ? { cas } : {}) };
+    const req: WireRequest = { op, key: k, value: v, flags, ttlMs: ttlMs(opts.ttl ?? 0), ...(cas !== undefined ? { cas } : {}), ...quorumOf(opts) };
     return this.run(req, false, opts);
   }
 
@@ -271,6 +309,7 @@ export class RingClient {
       key: keyBytes(key),
       delta: u64Text(delta, 'delta'),
       ...(opts.initial !== undefined ? { initial: u64Text(opts.initial, 'initial'), ttlMs: ttlMs(opts.ttl ?? 0) } : {}),
+      ...quorumOf(opts),
     };
     const r = await this.run(req, false, opts);
     if (r.status === 'NOT_FOUND') return undefined;
@@ -293,17 +332,22 @@ export class RingClient {
     const pos = hash64(req.key);
     let pauseMs = this.s.retryMinMs;
     let why: RingkvError | undefined;
+    // Plain reads and writes survive a dead owner: any node routes them to a replica that
+    // coordinates in its place; a retry after the owner failed to answer goes elsewhere.
+    const plain = PLAIN_OPS.has(req.op);
     for (;;) {
       const route = this.table.route(pos);
-      const member = route?.member;
+      let member = route?.member;
       const leftMs = deadline - Date.now();
       if (leftMs <= 0) throw this.expired(why, timeoutMs, req.op);
+      if (plain && member !== undefined && this.isSuspect(member.id)) member = this.alternate(member.id) ?? member;
       if (route !== undefined && member !== undefined && member.status === 'up') {
         try {
-          const callMs = idempotent ? Math.min(leftMs, this.s.attemptTimeoutMs) : leftMs;
+          const callMs = idempotent || plain ? Math.min(leftMs, this.s.attemptTimeoutMs) : leftMs;
           return await this.node(member.addrs.rpc).call<WireResult>('kv', { req, generation: route.lease.generation }, { timeoutMs: callMs });
         } catch (e) {
-          const v = this.verdict(e, idempotent, timeoutMs, `${req.op} on ${member.id}`);
+          if (e instanceof RpcUnavailable || e instanceof RpcTimeout) this.suspects.set(member.id, Date.now() + SUSPECT_MS);
+          const v = this.verdict(e, idempotent || plain, timeoutMs, `${req.op} on ${member.id}`);
           if (!v.retry) throw v.error;
           why = v.error;
         }
@@ -343,8 +387,14 @@ export class RingClient {
       if (leftMs <= 0) throw this.expired(why, timeoutMs, 'getMany');
       const next: Entry[] = [];
       const groups = new Map<string, { id: string; entries: Entry[] }>();
+      const alone: Entry[] = [];
       for (const e of pending) {
         const member = this.table.route(e.pos)?.member;
+        // An owner that did not answer lately: these keys go one by one, through another node.
+        if (member !== undefined && this.isSuspect(member.id)) {
+          alone.push(e);
+          continue;
+        }
         if (member === undefined || member.status !== 'up') {
           why = new Unavailable(false, `no live owner for a key in the lease table (lsn ${this.table.lsn})`);
           next.push(e);
@@ -360,12 +410,21 @@ export class RingClient {
       }
       const callMs = Math.min(leftMs, this.s.attemptTimeoutMs);
       let shrink = false;
-      await Promise.all(
-        batches.map(async ([addr, id, batch]) => {
+      const q = quorumOf(opts);
+      const singles = alone.map(async (e) => {
+        const r = await this.run({ op: 'get', key: e.bytes, ...q }, true, { ...opts, timeoutMs: Math.max(1, leftMs) });
+        if (r.status === 'NOT_FOUND') return;
+        const item = itemOf(want(r, 'OK', 'getMany'));
+        for (const k of e.callers) out.set(k, item);
+      });
+      await Promise.all([
+        ...singles,
+        ...batches.map(async ([addr, id, batch]) => {
           let reply: { results?: unknown };
           try {
-            reply = await this.node(addr).call<{ results?: unknown }>('kv.many', { keys: batch.map((e) => e.bytes) }, { timeoutMs: callMs });
+            reply = await this.node(addr).call<{ results?: unknown }>('kv.many', { keys: batch.map((e) => e.bytes), ...q }, { timeoutMs: callMs });
           } catch (e) {
+            if (e instanceof RpcUnavailable || e instanceof RpcTimeout) this.suspects.set(id, Date.now() + SUSPECT_MS);
             // A reply too big for one frame: the same keys go again in smaller batches.
             if (e instanceof RpcRemoteError && e.code === 'FRAME_TOO_LARGE' && batch.length > 1) {
               shrink = true;
@@ -393,7 +452,7 @@ export class RingClient {
             for (const k of e.callers) out.set(k, item);
           }
         }),
-      );
+      ]);
       if (next.length === 0) return out;
       if (shrink) batchKeys = Math.max(1, Math.floor(batchKeys / 2));
       else {
@@ -423,6 +482,10 @@ export class RingClient {
           return { retry: true, error: new Unavailable(false, `${what}: the node is shutting down`) };
         case 'BAD_REQUEST':
           return { retry: false, error: new BadRequest(`${what}: ${e.message}`) };
+        case 'UNAVAILABLE':
+          // Too few replicas answered the coordinator (it already waited): a write may have
+          // reached some of them, so this is "may have happened", never a silent success.
+          return { retry: false, error: new Unavailable(true, `${what}: ${e.message}`) };
         default:
           return { retry: false, error: new ServerError(e.code, `${what}: ${e.code}: ${e.message}`) };
       }
@@ -438,6 +501,20 @@ export class RingClient {
     if (e instanceof RpcEncodeError) return { retry: false, error: new BadRequest(`${what}: ${e.message}`) };
     if (e instanceof RpcError) return { retry: false, error: new ServerError(e.code, `${what}: ${e.message}`) };
     throw e;
+  }
+
+  private isSuspect(id: string): boolean {
+    const until = this.suspects.get(id);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    this.suspects.delete(id);
+    return false;
+  }
+
+  /** Another live member to carry a plain request whose owner does not answer (its router finds a replica). */
+  private alternate(ownerId: string): WireMember | undefined {
+    const up = [...this.table.members.values()].filter((m) => m.id !== ownerId && m.status === 'up' && !this.isSuspect(m.id));
+    return up.length === 0 ? undefined : up[Math.floor(Math.random() * up.length)];
   }
 
   /** The error of a request whose deadline passed: why its last try failed. */

@@ -25,7 +25,10 @@ export interface NodeConfig {
   sweepIntervalMs: number;
   /** Records examined per sweep step, so one step never holds the event loop long. */
   sweepBatch: number;
-  /** Tombstones are kept this long so that replicas can learn of the delete. */
+  /**
+   * Tombstones are kept this long so that replicas can learn of the delete: longer than
+   * the hint window plus an anti-entropy round (and purged only once a round covered them).
+   */
   tombstoneGraceMs: number;
   /** Largest memcached `get`/`gets` line (multi-get) before the connection is closed. */
   maxGetLineBytes: number;
@@ -51,6 +54,18 @@ export interface NodeConfig {
   unavailableMs: number;
   /** Deadline of one forwarded request. */
   forwardTimeoutMs: number;
+  /** Pause between anti-entropy rounds (each compares Merkle trees with every replica peer). */
+  antiEntropyMs: number;
+  /** Bytes of hints kept for unreachable replicas, MiB. */
+  maxHintMb: number;
+  /** Hints older than this are dropped; anti-entropy repairs those keys. */
+  hintWindowMs: number;
+  /** Concurrent versions kept per key (siblings); past it the oldest collapse LWW. */
+  maxSiblings: number;
+  /** Failure detector: how often quiet or down peers are pinged. */
+  heartbeatMs: number;
+  /** Deadline of one replica call (write, read, hint replay); slower peers count as down. */
+  replicaTimeoutMs: number;
 }
 
 export const MB = 1024 * 1024;
@@ -76,6 +91,12 @@ export const defaults: NodeConfig = {
   lookupRefreshMs: 1_000,
   unavailableMs: 5_000,
   forwardTimeoutMs: 5_000,
+  antiEntropyMs: 60_000,
+  maxHintMb: 256,
+  hintWindowMs: 3 * 3600_000,
+  maxSiblings: 16,
+  heartbeatMs: 1_000,
+  replicaTimeoutMs: 1_000,
 };
 
 /** The smallest item size that still holds a 1-byte key and a 1-byte value. */

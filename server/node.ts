@@ -15,6 +15,8 @@ import { startClusterMembership, type ClusterMembership } from './cluster/cluste
 import { LevelStore } from './storage/level-store.js';
 import { MemoryStore } from './storage/memory-store.js';
 import type { Store } from './storage/store.js';
+import { casText, type StoredRecord } from './storage/record.js';
+import { jsonValue } from './protocol/http.js';
 
 export const RINGKV_VERSION = '0.1.0';
 /** memcached-compatible version text: clients that gate features on "1.6" see 1.6.18's protocol. */
@@ -32,6 +34,48 @@ export interface RunningNode {
   close(): Promise<void>;
 }
 
+/** One record as GET /debug/local shows it: the version in full, the value as text or base64. */
+function debugRecord(key: string, r: StoredRecord, hintFor: string | null): Record<string, unknown> {
+  const one = (v: StoredRecord) => ({
+    ...jsonValue(v.value),
+    flags: v.flags,
+    expiresAtMs: v.expiresAtMs,
+    version: { clock: v.version.clock, ts: v.version.ts, cas: casText(v.version.ts) },
+    tombstone: v.tombstone,
+  });
+  const { siblings, ...self } = r;
+  return { key: Buffer.from(key, 'latin1').toString('utf8'), ...one(self as StoredRecord), hintFor, siblings: (siblings ?? []).map(one) };
+}
+
+/** Replication's counters, as `stats` and /stats show them. */
+function clusterStats(m: ClusterMembership): Record<string, number | string> {
+  const h = m.hints.stats();
+  const rc = m.replicator.counters;
+  const ae = m.antiEntropy.counters;
+  return {
+    cluster_leases_held: m.owner.leases().length,
+    cluster_table_lsn: m.table.lsn,
+    cluster_table_pieces: m.table.size,
+    replica_writes: rc.replica_writes,
+    replica_write_failures: rc.replica_write_failures,
+    quorum_failures: rc.quorum_failures,
+    read_repairs: rc.read_repairs,
+    coordinated_for_down_owner: rc.coordinated_for_down_owner,
+    hints_held: h.entries,
+    hints_bytes: h.bytes,
+    hints_stored: rc.hints_stored,
+    hints_sent: rc.hints_sent,
+    hints_kept_locally: rc.hints_kept_locally,
+    hints_replayed: rc.hints_replayed,
+    hints_dropped: h.dropped,
+    hints_expired: h.expired,
+    anti_entropy_rounds: ae.rounds,
+    anti_entropy_keys_exchanged: ae.keysExchanged,
+    anti_entropy_ranges_differing: ae.rangesDiffering,
+    peers_down: m.fd.downPeers().join(',') || '-',
+  };
+}
+
 export function makeStore(cfg: NodeConfig, clock: Clock): Store {
   if (cfg.storage === 'memory') return new MemoryStore({ memoryBytes: cfg.memoryMb * MB, clock });
   const dir = path.join(cfg.data, 'db');
@@ -42,7 +86,7 @@ export function makeStore(cfg: NodeConfig, clock: Clock): Store {
 export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Promise<RunningNode> {
   const startedMs = clock.now();
   const store = makeStore(cfg, clock);
-  const kv = new LocalKv({ nodeId: cfg.id, store, clock, maxItemSize: cfg.maxItemSize, tombstoneGraceMs: cfg.tombstoneGraceMs });
+  const kv = new LocalKv({ nodeId: cfg.id, store, clock, maxItemSize: cfg.maxItemSize, tombstoneGraceMs: cfg.tombstoneGraceMs, maxSiblings: cfg.maxSiblings });
   await kv.open();
 
   const api = new LocalKvApi(kv);
@@ -100,9 +144,8 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
       cache_hits: s.cacheHits,
       cache_misses: s.cacheMisses,
       tombstones_purged: c.tombstones_purged,
-      ...(membership
-        ? { cluster_leases_held: membership.owner.leases().length, cluster_table_lsn: membership.table.lsn, cluster_table_pieces: membership.table.size }
-        : {}),
+      siblings_collapsed: c.siblings_collapsed,
+      ...(membership ? clusterStats(membership) : {}),
     };
   };
 
@@ -156,7 +199,7 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
       },
   };
   if (cfg.master) {
-    membership = await startClusterMembership(cfg, mcCtx, api, clock);
+    membership = await startClusterMembership(cfg, mcCtx, api, clock, kv, store);
     const router = membership.router;
     mcCtx.dispatch = (cmd) => router.dispatch(cmd);
   }
@@ -171,7 +214,16 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
     },
   );
   const router = membership?.router;
-  const httpServer = new HttpServer({ run: router ? (req) => router.runKv(req) : (req) => api.run(req), now: () => clock.now(), stats }, { host: cfg.host, port: cfg.httpPort, maxItemSize: cfg.maxItemSize });
+  const debugLocal = async (key: string): Promise<unknown> => {
+    const r = kv.raw(key);
+    if (r) return debugRecord(key, r, null);
+    const hint = await membership?.hints.find(key);
+    return hint ? debugRecord(key, hint.record, hint.target) : undefined;
+  };
+  const httpServer = new HttpServer(
+    { run: router ? (req) => router.runKv(req) : (req) => api.run(req), now: () => clock.now(), stats, debugLocal },
+    { host: cfg.host, port: cfg.httpPort, maxItemSize: cfg.maxItemSize },
+  );
 
   let port: number;
   let httpPort: number;

@@ -12,18 +12,40 @@ import { LeaseTable } from './lease-table.js';
 import { Owner, realTimers } from './owner.js';
 import { keyPosition, Router, type WireCommand } from './router.js';
 import { kvRequestFromWire, type KvRequest, type LocalKvApi } from '../kv/api.js';
+import type { LocalKv } from '../kv/local-kv.js';
+import type { Store } from '../storage/store.js';
+import { LevelStore } from '../storage/level-store.js';
+import { MemoryLevel } from 'memory-level';
+import { FailureDetector } from '../replication/failure-detector.js';
+import { HintStore, type HintSpace } from '../replication/hints.js';
+import { Replicator, type ReplicationSettings } from '../replication/replicator.js';
+import { AntiEntropy, type AeLayout, type AeRange } from '../replication/anti-entropy.js';
+import { MB } from '../config.js';
 
 export interface ClusterMembership {
   readonly rpcPort: number;
   readonly router: Router;
   readonly owner: Owner;
   readonly table: LeaseTable;
+  readonly replicator: Replicator;
+  readonly hints: HintStore;
+  readonly antiEntropy: AntiEntropy;
+  readonly fd: FailureDetector;
+  /** When the last anti-entropy round that reached every replica peer started (0: none yet). */
+  readonly aeCoveredMs: () => number;
   /** Registers with the master (call once every listener is bound). */
   join(addrs: Omit<NodeAddrs, 'rpc'>): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function startClusterMembership(cfg: NodeConfig, ctx: McContext, api: LocalKvApi, clock: Clock): Promise<ClusterMembership> {
+export async function startClusterMembership(
+  cfg: NodeConfig,
+  ctx: McContext,
+  api: LocalKvApi,
+  clock: Clock,
+  kv: LocalKv,
+  store: Store,
+): Promise<ClusterMembership> {
   if (!cfg.master) throw new Error('no master configured');
   await initHash();
   const [masterHost, masterPort] = splitAddr(cfg.master);
@@ -44,11 +66,20 @@ export async function startClusterMembership(cfg: NodeConfig, ctx: McContext, ap
     },
   });
   let pulling: Promise<void> | undefined;
+  let replication: ReplicationSettings | undefined;
+  let viewVersion = 0;
   const refresh = (): Promise<void> => {
     pulling ??= master
       .call<ChangesReply>('changes', { lsn: table.lsn }, { timeoutMs: cfg.forwardTimeoutMs })
       .then((reply) => {
-        if (table.apply(reply)) noticeGrants();
+        if (reply.replication && JSON.stringify(reply.replication) !== JSON.stringify(replication)) {
+          replication = reply.replication;
+          viewVersion++;
+        }
+        if (table.apply(reply)) {
+          viewVersion++;
+          noticeGrants();
+        }
       })
       .finally(() => {
         pulling = undefined;
@@ -60,6 +91,57 @@ export async function startClusterMembership(cfg: NodeConfig, ctx: McContext, ap
     const mine = table.all().filter((l: WireLease) => l.owner === cfg.id);
     const held = new Set(owner.leases().map((l) => `${l.end}/${l.generation}`));
     if (mine.some((l) => !held.has(`${l.end}/${l.generation}`))) owner.renewSoon();
+  };
+
+  // Replication: hints in their own key space of the node's LevelDB (memory mode: in memory).
+  let hintSpace: HintSpace;
+  let memLevel: MemoryLevel<Buffer, Uint8Array> | undefined;
+  if (store instanceof LevelStore) hintSpace = store.level.sublevel<Buffer, Uint8Array>('hints', { keyEncoding: 'buffer', valueEncoding: 'view' });
+  else {
+    memLevel = new MemoryLevel<Buffer, Uint8Array>({ keyEncoding: 'buffer', valueEncoding: 'view' });
+    await memLevel.open();
+    hintSpace = memLevel.sublevel<Buffer, Uint8Array>('hints', { keyEncoding: 'buffer', valueEncoding: 'view' });
+  }
+  const hints = new HintStore({ db: hintSpace, clock, maxHintBytes: cfg.maxHintMb * MB, hintWindowMs: cfg.hintWindowMs });
+  await hints.open();
+  const fd = new FailureDetector({
+    now: () => clock.now(),
+    heartbeatMs: cfg.heartbeatMs,
+    ping: async (id) => {
+      const m = table.members.get(id);
+      if (!m) throw new Error(`unknown node ${id}`);
+      await peer(m.addrs.rpc).call('ping', {}, { timeoutMs: cfg.replicaTimeoutMs });
+    },
+  });
+  const replicator = new Replicator({
+    selfId: cfg.id,
+    kv,
+    members: () => table.members,
+    settings: () => replication,
+    viewVersion: () => viewVersion,
+    call: (addr, type, body, timeoutMs) => peer(addr).call(type, body, { timeoutMs }),
+    hints,
+    fd,
+    replicaTimeoutMs: cfg.replicaTimeoutMs,
+    hintBatch: 500,
+  });
+  const antiEntropy = new AntiEntropy({
+    selfId: cfg.id,
+    layout: () => layoutOf(replicator, cfg.id),
+    store,
+    call: (id, type, body) => replicator.callPeer(id, type, body),
+    isUp: (id) => replicator.reachable(id),
+    merge: (key, record) => {
+      const r = kv.merge(key, record);
+      return r instanceof Promise ? r.then(() => undefined) : undefined;
+    },
+  });
+  let aeCoveredMs = 0;
+  kv.hooks = {
+    replicate: (key, record, durable) => replicator.replicate(key, record, durable),
+    changed: (key, record) => antiEntropy.noteWrite(key, record),
+    // A tombstone may go only once an anti-entropy round that reached every peer began after it.
+    tombstonePurgeBefore: () => aeCoveredMs,
   };
 
   const router = new Router({
@@ -74,33 +156,64 @@ export async function startClusterMembership(cfg: NodeConfig, ctx: McContext, ap
     forwardTimeoutMs: cfg.forwardTimeoutMs,
     now: () => clock.now(),
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+    replicator,
   });
 
   const rpc = new RpcServer({ host: cfg.host, port: cfg.rpcPort });
   rpc.handle('mc', async (body: unknown) => {
-    const b = body as { cmd: WireCommand; generation?: number };
-    return { reply: await router.serve(b.cmd, b.generation) };
+    const b = body as { cmd: WireCommand; generation?: number; standIn?: boolean };
+    return { reply: await router.serve(b.cmd, b.generation, b.standIn === true) };
   });
   rpc.handle('mc.get', async (body: unknown) => {
     const b = body as { keys: string[]; withCas: boolean; exptime?: number };
     return { parts: await router.serveGet(b.keys, b.withCas, b.exptime) };
   });
   rpc.handle('kv', async (body: unknown) => {
-    const b = body as { req: KvRequest & { key: unknown; value?: unknown }; generation?: number };
-    return router.serveKv(kvRequestFromWire(b.req), b.generation);
+    const b = body as { req: KvRequest & { key: unknown; value?: unknown }; generation?: number; standIn?: boolean };
+    return router.serveKv(kvRequestFromWire(b.req), b.generation, b.standIn === true);
   });
   rpc.handle('kv.many', async (body: unknown) => {
     // One round trip per owner for a client's getMany: null where this node is not the owner.
-    const b = body as { keys?: unknown };
+    const b = body as { keys?: unknown; r?: unknown };
     if (!Array.isArray(b.keys) || b.keys.length > 10_000) throw Object.assign(new Error('keys must be an array of at most 10000 keys'), { code: 'BAD_REQUEST' });
-    const results = b.keys.map((k: unknown) => {
-      const req = kvRequestFromWire({ op: 'get', key: k });
-      return owner.holds(keyPosition(req.key)) === undefined ? null : api.run(req);
-    });
-    return { results: await Promise.all(results) };
+    const keys = b.keys.map((k: unknown) => kvRequestFromWire({ op: 'get', key: k, r: b.r }).key);
+    const r = b.r === undefined || b.r === null ? {} : replicator.checkQuorum({ r: b.r as number });
+    return { results: await router.serveMany(keys, r) };
   });
+  rpc.handle('rep.put', (body: unknown) => replicator.receive(body));
+  rpc.handle('rep.get', async (body: unknown) => replicator.serveGet(body));
+  rpc.handle('ping', async () => ({}));
+  for (const type of ['ae.roots', 'ae.leaves', 'ae.keys'] as const) rpc.handle(type, (body: unknown) => antiEntropy.handle(type, body));
   rpc.handle('revoke', async (body: unknown) => owner.revoke((body as { leases: WireLease[] }).leases));
   const rpcPort = await rpc.listen();
+
+  // Anti-entropy: a round every antiEntropyMs, and soon after the ring changes.
+  let aeTimer: NodeJS.Timeout | undefined;
+  let aeRunning: Promise<void> | undefined;
+  let aeFingerprint = '';
+  let closed = false;
+  const runAntiEntropy = (): Promise<void> => {
+    aeRunning ??= (async () => {
+      const startedMs = clock.now();
+      const r = await antiEntropy.round();
+      if (r.failedPeers.length === 0) aeCoveredMs = startedMs;
+    })()
+      .catch((e: unknown) => {
+        process.stderr.write(`ringkv: anti-entropy round failed: ${e instanceof Error ? e.message : String(e)}\n`);
+      })
+      .finally(() => {
+        aeRunning = undefined;
+      });
+    return aeRunning;
+  };
+  const scheduleAntiEntropy = (delayMs: number) => {
+    if (closed) return;
+    aeTimer = setTimeout(() => {
+      aeFingerprint = replicator.ringFingerprint();
+      void runAntiEntropy().finally(() => scheduleAntiEntropy(cfg.antiEntropyMs));
+    }, delayMs);
+    aeTimer.unref();
+  };
 
   let timer: NodeJS.Timeout | undefined;
   return {
@@ -108,19 +221,59 @@ export async function startClusterMembership(cfg: NodeConfig, ctx: McContext, ap
     router,
     owner,
     table,
+    replicator,
+    hints,
+    antiEntropy,
+    fd,
+    aeCoveredMs: () => aeCoveredMs,
     async join(addrs) {
       const info = { id: cfg.id, ...(cfg.zone ? { zone: cfg.zone } : {}), addrs: { ...addrs, rpc: `${cfg.host}:${rpcPort}` } };
       await owner.start(info);
       await refresh();
-      timer = setInterval(() => void refresh().catch(() => {}), cfg.lookupRefreshMs);
+      timer = setInterval(() => {
+        void refresh()
+          .then(() => {
+            // A membership change: compare with the (new) replicas soon, not a period later.
+            if (aeTimer && replicator.ringFingerprint() !== aeFingerprint) {
+              clearTimeout(aeTimer);
+              scheduleAntiEntropy(Math.min(cfg.antiEntropyMs, 1000));
+              aeFingerprint = replicator.ringFingerprint();
+            }
+          })
+          .catch(() => {});
+      }, cfg.lookupRefreshMs);
       timer.unref();
+      fd.start(() => [...table.members.values()].filter((m) => m.id !== cfg.id && m.status === 'up').map((m) => m.id));
+      replicator.start(cfg.heartbeatMs);
+      aeFingerprint = replicator.ringFingerprint();
+      scheduleAntiEntropy(Math.min(cfg.antiEntropyMs, 1000));
     },
     async close() {
+      closed = true;
       if (timer) clearInterval(timer);
+      if (aeTimer) clearTimeout(aeTimer);
+      fd.stop();
+      replicator.stop();
       owner.close();
       await rpc.close(cfg.shutdownGraceMs);
+      await aeRunning;
       master.close();
       await peers.close();
+      await hints.close();
+      await memLevel?.close();
     },
   };
+}
+
+/** The ranges of the current ring this node replicates, with their replicas (anti-entropy's view). */
+function layoutOf(replicator: Replicator, selfId: string): AeLayout {
+  const ring = replicator.ring();
+  const fingerprint = replicator.ringFingerprint();
+  if (!ring) return { fingerprint, ranges: [] };
+  const ranges: AeRange[] = [];
+  for (const r of ring.ranges()) {
+    const replicas = replicator.preferenceList(r.end);
+    if (replicas.includes(selfId)) ranges.push({ start: r.start, end: r.end, replicas });
+  }
+  return { fingerprint, ranges };
 }

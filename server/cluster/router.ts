@@ -15,6 +15,7 @@ import { tokenHex } from '../master/core.js';
 import type { LeaseTable } from './lease-table.js';
 import { type KvRequest, type KvResult, type LocalKvApi } from '../kv/api.js';
 import type { Owner } from './owner.js';
+import { QuorumError, type Quorum, type Replicator } from '../replication/replicator.js';
 
 /** A forwarded command on the wire: Buffers stay binary; 64-bit numbers travel as decimal text. */
 export type WireCommand = Record<string, unknown> & { kind: string };
@@ -85,7 +86,44 @@ export interface RouterOptions {
   forwardTimeoutMs: number;
   now(): number;
   sleep(ms: number): Promise<void>;
+  /** Replication (quorum reads and writes); absent: a key lives only on its owner. */
+  replicator?: Replicator;
 }
+
+/**
+ * Plain reads and writes (get, set, delete, touch and their meta forms without a cas or a
+ * mode): any node of the preference list may coordinate them when the owner is down, as
+ * in Dynamo. The rest (cas, add, replace, append/prepend, incr/decr) need the owner's
+ * lease: the owner is their serialization point.
+ */
+export function isPlain(cmd: Command): boolean {
+  switch (cmd.kind) {
+    case 'get':
+    case 'gat':
+    case 'delete':
+    case 'touch':
+    case 'me':
+      return true;
+    case 'store':
+    case 'too-large':
+      return cmd.mode === 'set' && (cmd.kind === 'too-large' || cmd.cas === undefined);
+    case 'mg':
+      return !cmd.flags.some((f) => f.letter === 'N');
+    case 'ms':
+      return !cmd.flags.some((f) => f.letter === 'C' || f.letter === 'I' || (f.letter === 'M' && !/^[sS]?$/.test(f.token)));
+    case 'md':
+      return !cmd.flags.some((f) => f.letter === 'C');
+    default:
+      return false;
+  }
+}
+
+/** A write that does not depend on the value before it: no quorum read needed first. */
+function isBlind(cmd: Command): boolean {
+  return (cmd.kind === 'store' && cmd.mode === 'set') || cmd.kind === 'too-large';
+}
+
+const UNAVAILABLE_BUF = Buffer.from('SERVER_ERROR unavailable\r\n');
 
 const UNAVAILABLE = 'SERVER_ERROR unavailable\r\n';
 
@@ -124,56 +162,114 @@ export class Router {
     const key = commandKey(cmd);
     if (key === undefined) return execute(cmd, this.o.ctx);
     const pos = keyPosition(key);
-    if (this.o.owner.holds(pos) !== undefined) return execute(cmd, this.o.ctx);
+    if (this.o.owner.holds(pos) !== undefined) return this.coordinate(cmd, key);
     return this.forward(cmd, pos);
   }
 
+  /**
+   * Runs a key command here, as its coordinator: first a quorum read (unless the command
+   * is a blind write), so the local record reflects R replicas; then the command on the
+   * local store, whose write replicates to W before the reply.
+   */
+  private coordinate(cmd: Command, key: string): Maybe<Reply> {
+    const rep = this.o.replicator;
+    if (!rep) return execute(cmd, this.o.ctx);
+    const sync = isBlind(cmd) ? undefined : rep.quorumRead([key]);
+    return sync ? sync.then(() => execute(cmd, this.o.ctx)) : execute(cmd, this.o.ctx);
+  }
+
+  /** The same for a structured request, with its own quorum sizes. */
+  private coordinateKv(req: KvRequest): Maybe<KvResult> {
+    const rep = this.o.replicator;
+    if (!rep) return this.o.api.run(req);
+    const q = quorumOf(req, rep);
+    const run = () => rep.withQuorum(q, () => this.o.api.run(req));
+    const sync = req.op === 'set' ? undefined : rep.quorumRead([req.key], q);
+    return sync ? sync.then(run) : run();
+  }
+
+  /** May this node coordinate a plain command for a down owner? Only as one of the key's replicas. */
+  private mayStandIn(pos: bigint): boolean {
+    return this.o.replicator?.preferenceList(pos).includes(this.o.selfId) ?? false;
+  }
+
   /** The owner's side of a forwarded command. */
-  serve(w: WireCommand, senderGeneration: number | undefined): Maybe<Buffer> {
+  serve(w: WireCommand, senderGeneration: number | undefined, standIn = false): Maybe<Buffer> {
     const cmd = decodeCommand(w);
     if (cmd.kind === 'flush_all') return toBuffer(execute(cmd, this.o.ctx));
     const key = commandKey(cmd);
     if (key === undefined) throw new NotOwnerError(undefined, undefined);
     const pos = keyPosition(key);
+    if (standIn && isPlain(cmd) && this.mayStandIn(pos)) return toBuffer(this.coordinate(cmd, key));
     const held = this.o.owner.holds(pos);
     // Fencing: a sender that saw a newer generation knows the range moved on from us.
     if (held === undefined || (senderGeneration !== undefined && senderGeneration > held)) {
       const r = this.o.table.route(pos);
       throw new NotOwnerError(r?.lease.owner, r?.lease.generation);
     }
-    return toBuffer(execute(cmd, this.o.ctx));
+    return toBuffer(this.coordinate(cmd, key));
   }
 
   /** A structured request (HTTP, TS client) run on the owner of its key. */
   runKv(req: KvRequest): Maybe<KvResult> {
     const pos = keyPosition(req.key);
-    if (this.o.owner.holds(pos) !== undefined) return this.o.api.run(req);
+    if (this.o.owner.holds(pos) !== undefined) return this.coordinateKv(req);
     return this.viaOwner<KvResult>(pos, {
-      local: () => this.o.api.run(req),
-      remote: (rpc, generation) => this.o.forwarder.call<KvResult>(rpc, 'kv', { req, generation }, this.o.forwardTimeoutMs).then(fromWire),
+      local: () => this.coordinateKv(req),
+      remote: (rpc, generation, standIn) =>
+        this.o.forwarder.call<KvResult>(rpc, 'kv', { req, generation, ...(standIn ? { standIn } : {}) }, this.o.forwardTimeoutMs).then(fromWire),
+      plain: req.op === 'get' || req.op === 'set' || req.op === 'delete' || req.op === 'touch',
       answer: (e) => {
         throw e;
       },
       unavailable: () => {
         throw new UnavailableError();
       },
-      idempotent: req.op === 'get',
+      idempotent: req.op === 'get' || req.op === 'set' || req.op === 'delete' || req.op === 'touch',
     });
   }
 
   /** The owner's side of `kv`. */
-  serveKv(req: KvRequest, senderGeneration: number | undefined): Maybe<KvResult> {
+  serveKv(req: KvRequest, senderGeneration: number | undefined, standIn = false): Maybe<KvResult> {
     const pos = keyPosition(req.key);
+    const plain = req.op === 'get' || req.op === 'set' || req.op === 'delete' || req.op === 'touch';
+    if (standIn && plain && this.mayStandIn(pos)) return this.coordinateKv(req);
     const held = this.o.owner.holds(pos);
     if (held === undefined || (senderGeneration !== undefined && senderGeneration > held)) {
       const r = this.o.table.route(pos);
       throw new NotOwnerError(r?.lease.owner, r?.lease.generation);
     }
-    return this.o.api.run(req);
+    return this.coordinateKv(req);
+  }
+
+  /** The owner's side of a client's getMany (`kv.many`): null where this node is not the owner. */
+  serveMany(keys: string[], q: Quorum): Maybe<Array<KvResult | null>> {
+    const mine = keys.filter((k) => this.o.owner.holds(keyPosition(k)) !== undefined);
+    const run = () => {
+      const results = keys.map((k) => (this.o.owner.holds(keyPosition(k)) === undefined ? null : this.o.api.run({ op: 'get', key: k })));
+      return results.some((r) => r instanceof Promise) ? Promise.all(results) : (results as Array<KvResult | null>);
+    };
+    const sync = mine.length > 0 ? this.o.replicator?.quorumRead(mine, q) : undefined;
+    return sync ? sync.then(run) : run();
   }
 
   /** The owner's side of a forwarded multi-get: one reply block per key, null where not owner. */
   serveGet(keys: string[], withCas: boolean, exptime: number | undefined): Maybe<Array<Buffer | null>> {
+    const mine = keys.filter((k) => this.o.owner.holds(keyPosition(k)) !== undefined);
+    const sync = mine.length > 0 ? this.o.replicator?.quorumRead(mine) : undefined;
+    if (sync) {
+      return sync.then(
+        () => this.serveGetNow(keys, withCas, exptime),
+        (e: unknown) => {
+          if (e instanceof QuorumError) return keys.map((k) => (mine.includes(k) ? UNAVAILABLE_BUF : null));
+          throw e;
+        },
+      );
+    }
+    return this.serveGetNow(keys, withCas, exptime);
+  }
+
+  private serveGetNow(keys: string[], withCas: boolean, exptime: number | undefined): Maybe<Array<Buffer | null>> {
     const out: Array<Buffer | null | Promise<Buffer>> = keys.map((k) => {
       if (this.o.owner.holds(keyPosition(k)) === undefined) return null;
       const cmd: Command = exptime === undefined ? { kind: 'get', keys: [k], withCas } : { kind: 'gat', keys: [k], withCas, exptime };
@@ -187,19 +283,35 @@ export class Router {
     const exptime = cmd.kind === 'gat' ? cmd.exptime : undefined;
     const parts: Array<Maybe<Buffer>> = new Array(cmd.keys.length);
     const remote = new Map<string, number[]>();
+    const local: number[] = [];
+    const runLocal = (i: number): Maybe<Buffer> => {
+      const key = cmd.keys[i]!;
+      const one: Command = exptime === undefined ? { kind: 'get', keys: [key], withCas: cmd.withCas } : { kind: 'gat', keys: [key], withCas: cmd.withCas, exptime };
+      const r = toBuffer(execute(one, this.o.ctx));
+      return r instanceof Promise ? r.then(stripEnd) : stripEnd(r);
+    };
     for (let i = 0; i < cmd.keys.length; i++) {
       const key = cmd.keys[i]!;
       const pos = keyPosition(key);
       if (this.o.owner.holds(pos) !== undefined) {
-        const one: Command = exptime === undefined ? { kind: 'get', keys: [key], withCas: cmd.withCas } : { kind: 'gat', keys: [key], withCas: cmd.withCas, exptime };
-        const r = toBuffer(execute(one, this.o.ctx));
-        parts[i] = r instanceof Promise ? r.then(stripEnd) : stripEnd(r);
+        local.push(i);
         continue;
       }
       const owner = this.o.table.route(pos)?.lease.owner ?? '';
       const list = remote.get(owner) ?? [];
       list.push(i);
       remote.set(owner, list);
+    }
+    if (local.length > 0) {
+      const sync = this.o.replicator?.quorumRead(local.map((i) => cmd.keys[i]!));
+      if (!sync) for (const i of local) parts[i] = runLocal(i);
+      else {
+        const ok = sync.then(
+          () => true,
+          () => false,
+        );
+        for (const i of local) parts[i] = ok.then((yes) => (yes ? runLocal(i) : UNAVAILABLE_BUF));
+      }
     }
     for (const [owner, idx] of remote) {
       const keys = idx.map((i) => cmd.keys[i]!);
@@ -232,13 +344,17 @@ export class Router {
   private forward(cmd: Command, pos: bigint): Promise<Reply> {
     const wire = encodeCommand(cmd);
     const reads = cmd.kind === 'get' || cmd.kind === 'gat' || cmd.kind === 'mg' || cmd.kind === 'me';
+    const key = commandKey(cmd)!;
     return this.viaOwner<Reply>(pos, {
-      local: () => execute(cmd, this.o.ctx),
-      remote: (rpc, generation) =>
-        this.o.forwarder.call<{ reply: Uint8Array }>(rpc, 'mc', { cmd: wire, generation }, this.o.forwardTimeoutMs).then((r) => Buffer.from(r.reply)),
+      local: () => this.coordinate(cmd, key),
+      remote: (rpc, generation, standIn) =>
+        this.o.forwarder
+          .call<{ reply: Uint8Array }>(rpc, 'mc', { cmd: wire, generation, ...(standIn ? { standIn } : {}) }, this.o.forwardTimeoutMs)
+          .then((r) => Buffer.from(r.reply)),
+      plain: isPlain(cmd),
       answer: (e) => `SERVER_ERROR ${String(e.message).replace(/[\r\n]/g, ' ')}\r\n`,
       unavailable: () => UNAVAILABLE,
-      idempotent: reads && cmd.kind !== 'gat',
+      idempotent: (reads && cmd.kind !== 'gat') || isPlain(cmd),
     });
   }
 
@@ -253,7 +369,9 @@ export class Router {
     pos: bigint,
     how: {
       local: () => Maybe<T>;
-      remote: (rpcAddr: string, generation: number) => Promise<T>;
+      remote: (rpcAddr: string, generation: number, standIn?: boolean) => Promise<T>;
+      /** A plain command: when the owner is down, the first healthy replica coordinates it. */
+      plain: boolean;
       /** The owner's own error answer (bad request, ...), as a reply. */
       answer: (e: Error & { code?: unknown }) => T;
       unavailable: () => T;
@@ -266,12 +384,28 @@ export class Router {
       // The lease may have come to us meanwhile.
       if (this.o.owner.holds(pos) !== undefined) return how.local();
       const route = this.o.table.route(pos);
-      const member = route ? this.o.table.members.get(route.lease.owner) : undefined;
-      if (route && member && member.status === 'up' && route.lease.owner !== this.o.selfId) {
+      const rep = this.o.replicator;
+      let target = route?.lease.owner;
+      let standIn = false;
+      if (how.plain && rep && target !== undefined && target !== this.o.selfId && !rep.reachable(target)) {
+        // The owner is down (for this node's failure detector, or the master): a replica coordinates.
+        const c = rep.healthyCoordinator(pos);
+        if (c === this.o.selfId) {
+          rep.counters.coordinated_for_down_owner++;
+          return how.local();
+        }
+        if (c !== undefined) {
+          target = c;
+          standIn = true;
+        }
+      }
+      const member = target !== undefined ? this.o.table.members.get(target) : undefined;
+      if (route && member && member.status === 'up' && target !== this.o.selfId) {
         try {
-          return await how.remote(member.addrs.rpc, route.lease.generation);
+          return await how.remote(member.addrs.rpc, route.lease.generation, standIn);
         } catch (err) {
           const e = err as Error & { code?: unknown; sent?: unknown };
+          if (rep && (e.code === 'TIMEOUT' || (e.code === 'UNAVAILABLE' && !(e instanceof Error && e.name === 'RpcRemoteError')))) rep.peerFailed(target!);
           const retry =
             e.code === 'NOT_OWNER' ||
             e.code === 'BUSY' ||
@@ -299,6 +433,10 @@ export class Router {
     if (failed.length > 0 && !(cmd.kind === 'flush_all' && cmd.noreply)) return `SERVER_ERROR flush_all did not reach ${failed.join(',')}\r\n`;
     return local;
   }
+}
+
+function quorumOf(req: KvRequest, rep: Replicator): Quorum {
+  return rep.checkQuorum({ ...(req.r !== undefined ? { r: req.r } : {}), ...(req.w !== undefined ? { w: req.w } : {}) });
 }
 
 function toBuffer(r: Maybe<Reply>): Maybe<Buffer> {

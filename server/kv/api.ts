@@ -8,13 +8,24 @@
 import { casText, casUnique } from '../storage/record.js';
 import type { LocalKv, Maybe, StoreMode } from './local-kv.js';
 import { keyIsValid } from '../protocol/memcached/parser.js';
+import { versionsOf } from '../replication/versions.js';
 
-export type KvRequest =
-  | { op: 'get'; key: string }
-  | { op: StoreMode; key: string; value: Buffer; flags: number; ttlMs: number; cas?: string }
-  | { op: 'delete'; key: string; cas?: string }
-  | { op: 'incr' | 'decr'; key: string; delta: string; initial?: string; ttlMs?: number }
-  | { op: 'touch'; key: string; ttlMs: number };
+/** Per-request replication options (TS client): quorum sizes, and siblings on a get. */
+export interface KvOptions {
+  r?: number;
+  w?: number;
+  /** get: return every concurrent version (KvResult.siblings) instead of one LWW winner. */
+  siblings?: boolean;
+}
+
+export type KvRequest = KvOptions &
+  (
+    | { op: 'get'; key: string }
+    | { op: StoreMode; key: string; value: Buffer; flags: number; ttlMs: number; cas?: string }
+    | { op: 'delete'; key: string; cas?: string }
+    | { op: 'incr' | 'decr'; key: string; delta: string; initial?: string; ttlMs?: number }
+    | { op: 'touch'; key: string; ttlMs: number }
+  );
 
 export interface KvItem {
   readonly value: Buffer;
@@ -32,6 +43,8 @@ export interface KvResult {
   readonly item?: KvItem;
   /** incr/decr: the new value. */
   readonly value?: string;
+  /** get with `siblings`: every live concurrent version, newest first (item is the first). */
+  readonly siblings?: KvItem[];
 }
 
 /** ttl in ms from now -> absolute expiry; 0 = never, negative = already expired. */
@@ -75,6 +88,26 @@ export function kvRequestFromWire(w: unknown): KvRequest {
     if (typeof v !== 'string') throw new KvRequestError(`${name} must be decimal text`);
     return v;
   };
+  const opts: KvOptions = {};
+  for (const name of ['r', 'w'] as const) {
+    const v = r[name];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 64) throw new KvRequestError(`${name} must be a positive integer`);
+    opts[name] = v;
+  }
+  if (r.siblings !== undefined && r.siblings !== null) {
+    if (typeof r.siblings !== 'boolean') throw new KvRequestError('siblings must be a boolean');
+    if (r.siblings) opts.siblings = true;
+  }
+  return { ...opts, ...requestBody(r as Record<string, unknown> & { op: string }, key, num, text) };
+}
+
+function requestBody(
+  r: Record<string, unknown> & { op: string },
+  key: string,
+  num: (v: unknown, name: string) => number,
+  text: (v: unknown, name: string) => string | undefined,
+): KvRequest {
   switch (r.op) {
     case 'get':
       return { op: 'get', key };
@@ -108,7 +141,12 @@ export class LocalKvApi {
     const now = kv.now();
     switch (req.op) {
       case 'get':
-        return then(kv.get(req.key), (r) => (r ? { status: 'OK' as const, item: item(r) } : { status: 'NOT_FOUND' as const }));
+        return then(kv.get(req.key), (r) => {
+          if (!r) return { status: 'NOT_FOUND' as const };
+          if (!req.siblings) return { status: 'OK' as const, item: item(r) };
+          const live = versionsOf(r).filter((v) => !v.tombstone && (v.expiresAtMs === 0 || v.expiresAtMs > now));
+          return { status: 'OK' as const, item: item(r), siblings: live.map(item) };
+        });
       case 'set':
       case 'add':
       case 'replace':

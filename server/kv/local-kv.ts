@@ -18,6 +18,7 @@ import {
   type StoredRecord,
 } from '../storage/record.js';
 import type { Store } from '../storage/store.js';
+import { baseClock, mergeRecords, sameVersions } from '../replication/versions.js';
 
 export type Maybe<T> = T | Promise<T>;
 
@@ -67,6 +68,7 @@ export interface KvCounters {
   total_items: number;
   expired_swept: number;
   tombstones_purged: number;
+  siblings_collapsed: number;
 }
 
 export interface LocalKvOptions {
@@ -77,6 +79,22 @@ export interface LocalKvOptions {
   maxItemSize: number;
   /** Tombstones younger than this are kept by the sweep. */
   tombstoneGraceMs: number;
+  /** Concurrent versions one key keeps (replication; `--max-siblings`). */
+  maxSiblings?: number;
+}
+
+/**
+ * What a cluster adds to a local write: `replicate` is called after every record this
+ * node writes for a client (not for records merged from replicas); its promise settles
+ * when the write reached its quorum, and the client's reply waits for it. `changed` is
+ * told of every record put or removed (anti-entropy keeps its trees with it), and
+ * `tombstonePurgeBefore` bounds what the sweep may purge (only tombstones anti-entropy
+ * has covered since they were written).
+ */
+export interface KvHooks {
+  replicate?(key: string, record: StoredRecord, durable: Promise<void> | void): Promise<void> | void;
+  changed?(key: string, record: StoredRecord | undefined): void;
+  tombstonePurgeBefore?(): number;
 }
 
 /** memcached's exptime rule: values above 30 days are absolute Unix seconds. */
@@ -156,8 +174,10 @@ export class LocalKv {
     get_expired: 0, get_flushed: 0, delete_hits: 0, delete_misses: 0, incr_hits: 0,
     incr_misses: 0, decr_hits: 0, decr_misses: 0, cas_hits: 0, cas_misses: 0,
     cas_badval: 0, touch_hits: 0, touch_misses: 0, store_too_large: 0, total_items: 0,
-    expired_swept: 0, tombstones_purged: 0,
+    expired_swept: 0, tombstones_purged: 0, siblings_collapsed: 0,
   };
+  /** Set by a cluster (see KvHooks). */
+  hooks: KvHooks = {};
   readonly hlc: HybridClock;
   private flush: FlushMarker | undefined;
   /** Bounded: the oldest entries go first (Map keeps insertion order). */
@@ -231,7 +251,7 @@ export class LocalKv {
     this.counters.touch_hits++;
     this.accessed(r);
     // The reply shows the item as it was fetched; gat -1 returns it once, then it is gone.
-    return this.write(key, { ...r, expiresAtMs }, r);
+    return this.write(key, this.retouched(r, expiresAtMs), r);
   }
 
   // ---- writes ------------------------------------------------------------------------
@@ -333,8 +353,7 @@ export class LocalKv {
     }
     this.counters.touch_hits++;
     cur.accessedMs = this.now();
-    // Touch keeps the version: memcached does not change the cas unique on touch.
-    return this.write(key, { ...cur, expiresAtMs }, 'TOUCHED' as const);
+    return this.write(key, this.retouched(cur, expiresAtMs), 'TOUCHED' as const);
   }
 
   /**
@@ -383,6 +402,35 @@ export class LocalKv {
     return this.opts.store.putMeta('flush', Buffer.from(JSON.stringify(marker), 'utf8'));
   }
 
+  /**
+   * A replica's record arriving (replica write, read repair, hint replay, anti-entropy):
+   * merged with what this node holds by version (a dominated version goes, concurrent ones
+   * stay as siblings). Returns whether the stored record changed; durable when resolved.
+   */
+  merge(key: string, incoming: StoredRecord): Maybe<boolean> {
+    this.hlc.observe(incoming.version.ts);
+    const cur = this.opts.store.get(key);
+    let next = incoming;
+    if (cur) {
+      const m = mergeRecords([cur, incoming], this.opts.maxSiblings ?? 16);
+      this.counters.siblings_collapsed += m.collapsed;
+      if (sameVersions(m.record, cur)) return this.afterDurable(key, false);
+      next = m.record;
+    } else if (incoming.siblings?.length) {
+      next = mergeRecords([incoming], this.opts.maxSiblings ?? 16).record;
+    }
+    next = { ...next, fetched: false, accessedMs: this.now() };
+    if (next.value.length > 0 || next.tombstone) this.meta.delete(key);
+    const p = this.opts.store.put(key, next);
+    this.hooks.changed?.(key, next);
+    return p ? p.then(() => true) : true;
+  }
+
+  /** The record as stored, tombstones and siblings included (replication, /debug/local). */
+  raw(key: string): StoredRecord | undefined {
+    return this.opts.store.get(key);
+  }
+
   // ---- meta-command state (h, l, W/X/Z flags) ----------------------------------------
 
   metaState(key: string): MetaState | undefined {
@@ -416,7 +464,7 @@ export class LocalKv {
   setExpiry(key: string, expiresAtMs: number): Maybe<StoredRecord | undefined> {
     const cur = this.peek(key);
     if (!cur) return undefined;
-    const r = { ...cur, expiresAtMs };
+    const r = this.retouched(cur, expiresAtMs);
     return this.write(key, r, r);
   }
 
@@ -435,9 +483,10 @@ export class LocalKv {
   async sweepStep(limit: number): Promise<boolean> {
     const now = this.now();
     const doomed: string[] = [];
+    const purgeable = (r: StoredRecord) => now - r.version.ts.wallMs > this.opts.tombstoneGraceMs && r.version.ts.wallMs < (this.hooks.tombstonePurgeBefore?.() ?? Infinity);
     const last = await this.opts.store.scan(this.sweepCursor, limit, (key, r) => {
       if (r.tombstone) {
-        if (now - r.version.ts.wallMs > this.opts.tombstoneGraceMs) doomed.push(key);
+        if (purgeable(r)) doomed.push(key);
       } else if ((r.expiresAtMs !== 0 && r.expiresAtMs <= now) || this.isFlushed(r, now)) {
         doomed.push(key);
       }
@@ -449,13 +498,14 @@ export class LocalKv {
       // Re-check: the record may have been rewritten since the scan saw it.
       const r = this.opts.store.get(key);
       if (!r) continue;
-      const purgeTombstone = r.tombstone && now - r.version.ts.wallMs > this.opts.tombstoneGraceMs;
+      const purgeTombstone = r.tombstone && purgeable(r);
       const expired = !r.tombstone && ((r.expiresAtMs !== 0 && r.expiresAtMs <= now) || this.isFlushed(r, now));
       if (!purgeTombstone && !expired) continue;
       if (purgeTombstone) this.counters.tombstones_purged++;
       else this.counters.expired_swept++;
       this.meta.delete(key);
       const p = this.opts.store.remove(key);
+      this.hooks.changed?.(key, undefined);
       if (p) writes.push(p);
     }
     await Promise.all(writes);
@@ -492,13 +542,24 @@ export class LocalKv {
     return r;
   }
 
+  /**
+   * A new expiry for a live record: a new version (its clock moves, so replicas take it
+   * over the old one) that keeps the timestamp, so the cas unique stays as memcached keeps
+   * it on touch.
+   */
+  private retouched(cur: StoredRecord, expiresAtMs: number): StoredRecord {
+    const { siblings: _dropped, ...rest } = cur;
+    const clock = baseClock(cur);
+    return { ...rest, expiresAtMs, version: { clock: { ...clock, [this.opts.nodeId]: (clock[this.opts.nodeId] ?? 0) + 1 }, ts: cur.version.ts } };
+  }
+
   private makeRecord(prev: StoredRecord | undefined, value: Buffer, flags: number, expiresAtMs: number): StoredRecord {
     const ts = this.hlc.tick();
     return {
       value,
       flags,
       expiresAtMs,
-      version: nextVersion(prev?.version, this.opts.nodeId, ts),
+      version: nextVersion(prev ? { clock: baseClock(prev), ts: prev.version.ts } : undefined, this.opts.nodeId, ts),
       tombstone: false,
       fetched: false,
       accessedMs: ts.wallMs,
@@ -508,7 +569,8 @@ export class LocalKv {
   private tombstoneFor(key: string): StoredRecord {
     const prev = this.opts.store.get(key);
     const ts = this.hlc.tick();
-    return { value: Buffer.alloc(0), flags: 0, expiresAtMs: 0, version: nextVersion(prev?.version, this.opts.nodeId, ts), tombstone: true, fetched: false, accessedMs: ts.wallMs };
+    const base = prev ? { clock: baseClock(prev), ts: prev.version.ts } : undefined;
+    return { value: Buffer.alloc(0), flags: 0, expiresAtMs: 0, version: nextVersion(base, this.opts.nodeId, ts), tombstone: true, fetched: false, accessedMs: ts.wallMs };
   }
 
   /** Apply a write; the result is delivered once the write is durable. */
@@ -516,7 +578,10 @@ export class LocalKv {
     if (!record.tombstone) this.counters.total_items++;
     if (record.value.length > 0 || record.tombstone) this.meta.delete(key);
     const p = this.opts.store.put(key, record);
-    return p ? p.then(() => result) : result;
+    const h = this.hooks;
+    if (h.changed) h.changed(key, record);
+    const q = h.replicate ? h.replicate(key, record, p) : p;
+    return q ? q.then(() => result) : result;
   }
 
   private afterDurable<T>(key: string, result: T): Maybe<T> {

@@ -85,7 +85,17 @@ export interface FullTable {
   readonly members: WireMember[];
 }
 
-export type ChangesReply = { readonly lsn: number; readonly changes: TableChange[] } | { readonly lsn: number; readonly full: FullTable };
+/** The cluster's replication settings, sent with every table reply (the shell adds them). */
+export interface WireReplication {
+  readonly n: number;
+  readonly r: number;
+  readonly w: number;
+  readonly vnodes: number;
+}
+
+export type ChangesReply = ({ readonly lsn: number; readonly changes: TableChange[] } | { readonly lsn: number; readonly full: FullTable }) & {
+  readonly replication?: WireReplication;
+};
 
 /** What a node holds after a register or renew: exactly these pieces, for leaseMs from when it asked. */
 export interface LeaseGrant {

@@ -26,6 +26,10 @@ export interface MasterConfig extends MasterSettings {
   tickMs: number;
   /** Deadline of a recall sent to a node. */
   recallTimeoutMs: number;
+  /** Copies of every key, and the read and write quorums (Dynamo's N, R, W). */
+  n: number;
+  r: number;
+  w: number;
 }
 
 export const masterDefaults: Omit<MasterConfig, 'data'> = {
@@ -40,6 +44,9 @@ export const masterDefaults: Omit<MasterConfig, 'data'> = {
   recallResendMs: 2_000,
   tickMs: 250,
   recallTimeoutMs: 5_000,
+  n: 3,
+  r: 2,
+  w: 2,
 };
 
 export interface RunningMaster {
@@ -105,7 +112,7 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock)
   rpc.handle('changes', async (body: unknown) => {
     const lsn = Number((body as { lsn?: unknown }).lsn ?? 0);
     await persisted;
-    return core.changesSince(Number.isSafeInteger(lsn) ? lsn : 0);
+    return { ...core.changesSince(Number.isSafeInteger(lsn) ? lsn : 0), replication: { n: cfg.n, r: cfg.r, w: cfg.w, vnodes: cfg.vnodes } };
   });
   rpc.handle('view', async () => {
     await persisted;

@@ -6,6 +6,10 @@
 //   GET    /kv/:key   -> 200 value bytes (ETag, X-Ringkv-Flags, X-Ringkv-Ttl) | 404
 //   DELETE /kv/:key   -> 204 | 404
 //   GET    /stats     -> JSON counters          GET /healthz -> {"status":"ok"}
+//   In a cluster: ?r=N and ?w=N set the read / write quorum of one request; GET
+//   /kv/:key?siblings=true answers JSON `{ siblings: [{ value, encoding, flags, cas,
+//   expiresAtMs }] }` with every concurrent version; too few replicas answering is a 503.
+//   GET    /debug/local/:key -> this node's own record of key (JSON), 404 when it has none
 //
 // Errors are JSON bodies `{ "error": code, "message": text }` with a 4xx status: a bad
 // key (memcached's rule: 1..250 bytes, no space; no NUL or line feed either) is 400, a
@@ -13,6 +17,8 @@
 import http from 'node:http';
 import { itemSize, type Maybe } from '../kv/local-kv.js';
 import type { KvRequest, KvResult } from '../kv/api.js';
+
+type Quorum = { r?: number; w?: number };
 import { keyIsValid } from './memcached/parser.js';
 import { listen } from '../util/listen.js';
 
@@ -27,6 +33,14 @@ export interface HttpContext {
   run(req: KvRequest): Maybe<KvResult>;
   now(): number;
   stats(): Record<string, string | number>;
+  /** What this node itself holds for key (its record, or a hint), as /debug/local shows it. */
+  debugLocal?(key: string): Promise<unknown>;
+}
+
+/** A value as JSON: UTF-8 text when it is valid UTF-8, else base64. */
+export function jsonValue(v: Buffer): { value: string; encoding: 'utf8' | 'base64' } {
+  const text = new TextDecoder('utf-8', { fatal: false }).decode(v);
+  return Buffer.from(text, 'utf8').equals(v) ? { value: text, encoding: 'utf8' } : { value: v.toString('base64'), encoding: 'base64' };
 }
 
 class HttpError extends Error {
@@ -116,16 +130,27 @@ export class HttpServer {
     const path = q === -1 ? url : url.slice(0, q);
     const params = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
     const method = req.method ?? 'GET';
+    if (path.startsWith('/debug/local/') && method === 'GET' && this.ctx.debugLocal) {
+      const key = parseKey(`/kv/${path.slice('/debug/local/'.length)}`);
+      const body = await this.ctx.debugLocal(key);
+      if (body === undefined) throw new HttpError(404, 'not_found', 'this node holds nothing for the key');
+      return sendJson(res, 200, body);
+    }
     if (path.startsWith('/kv/')) {
       const key = parseKey(path);
+      const quorum = {
+        ...(params.has('r') ? { r: parseIntParam(params, 'r', 1, 64)! } : {}),
+        ...(params.has('w') ? { w: parseIntParam(params, 'w', 1, 64)! } : {}),
+      };
       switch (method) {
         case 'GET':
         case 'HEAD':
-          return this.get(key, res, method === 'HEAD');
+          if (params.get('siblings') === 'true') return this.siblings(key, quorum, res);
+          return this.get(key, res, method === 'HEAD', quorum);
         case 'PUT':
-          return this.put(key, params, req, res);
+          return this.put(key, params, req, res, quorum);
         case 'DELETE':
-          return this.del(key, res);
+          return this.del(key, res, quorum);
         default:
           return sendError(res, new HttpError(405, 'method_not_allowed', `${method} is not supported on /kv/:key`), { allow: 'GET, HEAD, PUT, DELETE' });
       }
@@ -140,13 +165,24 @@ export class HttpServer {
     try {
       return await this.ctx.run(req);
     } catch (e) {
-      if ((e as { code?: unknown }).code === 'UNAVAILABLE') throw new HttpError(503, 'unavailable', 'no owner answers for this key right now');
+      const err = e as { code?: unknown; detail?: unknown; message?: unknown };
+      if (err.code === 'UNAVAILABLE') {
+        throw new HttpError(503, 'unavailable', typeof err.detail === 'string' ? `too few replicas answered: ${err.detail}` : 'no owner answers for this key right now');
+      }
+      if (err.code === 'BAD_REQUEST') throw new HttpError(400, 'bad_request', String(err.message));
       throw e;
     }
   }
 
-  private async get(key: string, res: http.ServerResponse, head: boolean): Promise<void> {
-    const r = await this.run({ op: 'get', key });
+  private async siblings(key: string, quorum: Quorum, res: http.ServerResponse): Promise<void> {
+    const r = await this.run({ op: 'get', key, siblings: true, ...quorum });
+    if (!r.item) throw new HttpError(404, 'not_found', 'no such key');
+    const siblings = (r.siblings ?? [r.item]).map((s) => ({ ...jsonValue(s.value), flags: s.flags, cas: s.cas, expiresAtMs: s.expiresAtMs }));
+    sendJson(res, 200, { siblings });
+  }
+
+  private async get(key: string, res: http.ServerResponse, head: boolean, quorum: Quorum): Promise<void> {
+    const r = await this.run({ op: 'get', key, ...quorum });
     if (!r.item) throw new HttpError(404, 'not_found', 'no such key');
     const headers: http.OutgoingHttpHeaders = {
       'content-type': 'application/octet-stream',
@@ -159,7 +195,7 @@ export class HttpServer {
     res.end(head ? undefined : r.item.value);
   }
 
-  private async put(key: string, params: URLSearchParams, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  private async put(key: string, params: URLSearchParams, req: http.IncomingMessage, res: http.ServerResponse, quorum: Quorum): Promise<void> {
     const ttl = parseIntParam(params, 'ttl', -1, 2 ** 31 - 1) ?? 0;
     const flags = parseIntParam(params, 'flags', 0, 0xffffffff) ?? 0;
     const limit = this.opts.maxItemSize - itemSize(key.length, 0, flags);
@@ -180,7 +216,7 @@ export class HttpServer {
     } else if (req.headers['if-none-match'] === '*') mode = 'add';
     // ?ttl= is always seconds from now (memcached's 30-day absolute rule is a protocol quirk).
     const ttlMs = ttl === 0 ? 0 : ttl < 0 ? -1 : ttl * 1000;
-    const result = await this.run({ op: mode, key, value: body, flags, ttlMs, ...(cas !== undefined ? { cas } : {}) });
+    const result = await this.run({ op: mode, key, value: body, flags, ttlMs, ...(cas !== undefined ? { cas } : {}), ...quorum });
     switch (result.status) {
       case 'OK':
         res.writeHead(204, { etag: `"${result.item!.cas}"` });
@@ -195,8 +231,8 @@ export class HttpServer {
     }
   }
 
-  private async del(key: string, res: http.ServerResponse): Promise<void> {
-    const r = await this.run({ op: 'delete', key });
+  private async del(key: string, res: http.ServerResponse, quorum: Quorum): Promise<void> {
+    const r = await this.run({ op: 'delete', key, ...quorum });
     if (r.status !== 'OK') throw new HttpError(404, 'not_found', 'no such key');
     res.writeHead(204);
     res.end();

@@ -279,6 +279,16 @@ export class HintStore {
     });
   }
 
+  /** Some hint held for `key` (for any target), or undefined: what /debug/local shows. */
+  async find(key: string): Promise<{ target: string; record: StoredRecord } | undefined> {
+    this.checkOpen();
+    for (const target of this.targets()) {
+      const bytes = await this.space.get(hintKey(target, key));
+      if (bytes !== undefined) return { target, record: decodeRecord(bytes) };
+    }
+    return undefined;
+  }
+
   /** Targets with at least one hint, in sorted order. */
   targets(): string[] {
     this.checkOpen();

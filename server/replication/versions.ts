@@ -247,3 +247,53 @@ export function needsRepair(replica: Version | undefined, winner: Version): bool
   if (order === 'equal') return compareHlc(replica.ts, winner.ts) !== 0;
   return true;
 }
+
+// ---- records that carry siblings ----------------------------------------------------
+//
+// A stored record is a set of versions: the LWW-newest one, and its concurrent siblings
+// (StoredRecord.siblings). These helpers move between that form and resolve()'s lists.
+
+/** Every version a stored record holds: itself (without its siblings), then its siblings. */
+export function versionsOf(r: StoredRecord): StoredRecord[] {
+  if (!r.siblings || r.siblings.length === 0) return [r];
+  const { siblings, ...self } = r;
+  return [self as StoredRecord, ...siblings];
+}
+
+/**
+ * What a replica stores after seeing `records` (each possibly with siblings): the
+ * surviving versions as one record, newest first, at most `maxSiblings` in all; the
+ * rest collapse LWW (counted in `collapsed`).
+ */
+export function mergeRecords(records: readonly StoredRecord[], maxSiblings: number): { record: StoredRecord; collapsed: number } {
+  const all = records.flatMap(versionsOf);
+  const res = resolve(all, { siblings: true, maxSiblings });
+  const [first, ...rest] = res.siblings;
+  const record: StoredRecord = rest.length === 0 ? { ...first!, fetched: false, accessedMs: first!.version.ts.wallMs } : { ...first!, siblings: rest };
+  return { record, collapsed: res.collapsed };
+}
+
+/** The clock a new write over `r` starts from: every version it holds, merged, so the write supersedes them all. */
+export function baseClock(r: StoredRecord): VectorClock {
+  if (!r.siblings || r.siblings.length === 0) return r.version.clock;
+  return r.siblings.reduce((c, s) => mergeClocks(c, s.version.clock), r.version.clock);
+}
+
+/**
+ * A text digest of every version a record holds (clock, timestamp, tombstone of each, in
+ * canonical order): equal on two replicas exactly when they hold the same versions.
+ * Anti-entropy compares these; the value is not included (one version, one value).
+ */
+export function recordDigest(r: StoredRecord): string {
+  const parts = versionsOf(r).map((v) => {
+    const clock = Object.entries(canonicalClock(v.version.clock));
+    return JSON.stringify([v.version.ts.wallMs, v.version.ts.logical, v.tombstone ? 1 : 0, clock]);
+  });
+  if (parts.length > 1) parts.sort();
+  return parts.length === 1 ? parts[0]! : parts.join('|');
+}
+
+/** Do two records hold the same versions? */
+export function sameVersions(a: StoredRecord, b: StoredRecord): boolean {
+  return recordDigest(a) === recordDigest(b);
+}

@@ -74,6 +74,11 @@ export class LevelStore implements Store {
   private failure: unknown;
   private highest: Hlc | undefined;
 
+  /** The node's LevelDB, for key spaces of its own beside the records (hints). */
+  get level(): Db {
+    return this.db;
+  }
+
   constructor(private readonly opts: LevelStoreOptions) {
     this.db = new Level<Buffer, Uint8Array>(opts.dir, { keyEncoding: 'buffer', valueEncoding: 'view' });
     this.cache = new LRUCache<string, StoredRecord>({

@@ -33,6 +33,13 @@ export interface StoredRecord {
   /** Not persisted: whether a get has fetched it (mg h), and when it was last touched (mg l). */
   fetched: boolean;
   accessedMs: number;
+  /**
+   * Concurrent versions kept beside this one (replication: writes no replica saw in order).
+   * This record is the last-writer-wins newest of the set and what a plain read returns;
+   * each sibling is pairwise concurrent with it and the others, and has no siblings itself.
+   * Absent or empty: no conflict.
+   */
+  readonly siblings?: readonly StoredRecord[];
 }
 
 export const LOGICAL_MAX = 0xffff;
@@ -97,7 +104,7 @@ const encoder = new Encoder({ ignoreUndefined: true });
 const decoder = new Decoder({
   maxStrLength: 1024,
   maxBinLength: 512 * 1024 * 1024,
-  maxArrayLength: 16,
+  maxArrayLength: 32,
   maxMapLength: 4096,
   maxExtLength: 0,
 });
@@ -105,18 +112,22 @@ const decoder = new Decoder({
 /** Record format version, first element of the encoded array. */
 const FORMAT = 1;
 
-/** [format, value, flags, expiresAtMs, clock, wallMs, logical, tombstone] */
+/** Most concurrent versions one record may carry beside itself (`--max-siblings` is at most this + 1). */
+export const SIBLINGS_MAX = 31;
+
+function versionFields(r: StoredRecord): unknown[] {
+  return [r.value, r.flags, r.expiresAtMs, r.version.clock, r.version.ts.wallMs, r.version.ts.logical, r.tombstone ? 1 : 0];
+}
+
+/**
+ * [format, value, flags, expiresAtMs, clock, wallMs, logical, tombstone] and, only when
+ * there are siblings, a ninth element: an array of [value, ..., tombstone] per sibling.
+ * A record without siblings encodes exactly as before siblings existed.
+ */
 export function encodeRecord(r: StoredRecord): Uint8Array {
-  return encoder.encode([
-    FORMAT,
-    r.value,
-    r.flags,
-    r.expiresAtMs,
-    r.version.clock,
-    r.version.ts.wallMs,
-    r.version.ts.logical,
-    r.tombstone ? 1 : 0,
-  ]);
+  const fields = [FORMAT, ...versionFields(r)];
+  if (r.siblings && r.siblings.length > 0) fields.push(r.siblings.map(versionFields));
+  return encoder.encode(fields);
 }
 
 export class CorruptRecordError extends Error {
@@ -137,8 +148,18 @@ export function decodeRecord(bytes: Uint8Array): StoredRecord {
   } catch (e) {
     throw new CorruptRecordError(`undecodable record: ${e instanceof Error ? e.message : String(e)}`);
   }
-  if (!Array.isArray(a) || a[0] !== FORMAT || a.length !== 8) throw new CorruptRecordError('unknown record format');
-  const [, value, flags, expiresAtMs, clock, wallMs, logical, tombstone] = a as unknown[];
+  if (!Array.isArray(a) || a[0] !== FORMAT || (a.length !== 8 && a.length !== 9)) throw new CorruptRecordError('unknown record format');
+  const record = decodeVersionFields(a.slice(1, 8));
+  if (a.length === 8) return record;
+  const sibs = a[8] as unknown;
+  if (!Array.isArray(sibs) || sibs.length === 0 || sibs.length > SIBLINGS_MAX || !sibs.every((x) => Array.isArray(x) && x.length === 7)) {
+    throw new CorruptRecordError('bad siblings');
+  }
+  return { ...record, siblings: sibs.map((x) => decodeVersionFields(x as unknown[])) };
+}
+
+function decodeVersionFields(a: unknown[]): StoredRecord {
+  const [value, flags, expiresAtMs, clock, wallMs, logical, tombstone] = a;
   if (
     !(value instanceof Uint8Array) ||
     !Number.isInteger(flags) || (flags as number) < 0 || (flags as number) > 0xffffffff ||

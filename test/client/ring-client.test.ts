@@ -10,6 +10,9 @@ import type { RunningServer } from '../../bench/lib/servers.js';
 import { McClient, getParser } from '../helpers/mc.js';
 import { request } from '../helpers/http.js';
 import { InvalidKey, KeyTooLong, RingClient, RingkvError, ValueTooLarge } from '../../client/index.js';
+// Routing and leases alone: one copy per key (N = 1), so each node holds exactly its
+// share of the ring. Replication has its own tests (test/replication/*.process.test.ts).
+const ONE_COPY = { n: 1, r: 1, w: 1 };
 import { settled, until, view, startTestCluster } from '../helpers/cluster.js';
 
 const leaseMs = 1500;
@@ -51,7 +54,7 @@ describe('RingClient against a master and three nodes', () => {
 
   beforeAll(async () => {
     await initHash();
-    const c = await startTestCluster({ ids, leaseMs, renewMs, vnodes }, track);
+    const c = await startTestCluster({ ids, leaseMs, renewMs, vnodes, replication: ONE_COPY }, track);
     master = c.master;
     nodes.push(...c.nodes);
     kv = await RingClient.connect({ master: `127.0.0.1:${master.port}` });

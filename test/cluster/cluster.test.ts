@@ -7,6 +7,9 @@ import { initHash, Ring } from '../../ring/index.js';
 import { startMaster, type RunningServer } from '../../bench/lib/servers.js';
 import { McClient, getParser } from '../helpers/mc.js';
 import { request } from '../helpers/http.js';
+// Routing and leases alone: one copy per key (N = 1), so each node holds exactly its
+// share of the ring. Replication has its own tests (test/replication/*.process.test.ts).
+const ONE_COPY = { n: 1, r: 1, w: 1 };
 import { pieceOf, settled, until, view, startTestCluster, startTestNode } from '../helpers/cluster.js';
 
 const leaseMs = 1500;
@@ -32,7 +35,7 @@ describe('cluster of a master and three nodes', () => {
 
   beforeAll(async () => {
     await initHash();
-    const c = await startTestCluster({ ids, leaseMs, renewMs, vnodes }, track);
+    const c = await startTestCluster({ ids, leaseMs, renewMs, vnodes, replication: ONE_COPY }, track);
     master = c.master;
     nodes.push(...c.nodes);
   }, 60_000);
@@ -148,7 +151,7 @@ describe('cluster of a master and three nodes', () => {
     const httpPort = master.httpPort!;
     await master.kill();
     // The restarted master reuses the first one's data dir, which the first handle removes at the end.
-    master = track(await startMaster({ dataDir, port, httpPort, args: ['--lease-ms', String(leaseMs), '--vnodes', String(vnodes)] }));
+    master = track(await startMaster({ dataDir, port, httpPort, args: ['--lease-ms', String(leaseMs), '--vnodes', String(vnodes), '--n', '1', '--r', '1', '--w', '1'] }));
     const restored = await view(master);
     for (const l of before.leases) expect(pieceOf(restored, BigInt(`0x${l.end}`)).generation).toBe(l.generation);
     // A node that comes back takes ranges again: every new grant is above every old generation.

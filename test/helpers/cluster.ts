@@ -46,6 +46,11 @@ export interface TestClusterOptions {
   renewMs: number;
   vnodes: number;
   driftMs?: number;
+  /** Master's --n/--r/--w (default: the master's, 3/2/2). */
+  replication?: { n: number; r: number; w: number };
+  /** Extra flags for every node. */
+  nodeArgs?: string[];
+  storage?: 'memory' | 'level';
 }
 
 /**
@@ -56,7 +61,8 @@ export async function startTestCluster(
   o: TestClusterOptions,
   track: (s: RunningServer) => RunningServer,
 ): Promise<{ master: RunningServer; nodes: RunningServer[] }> {
-  const master = track(await startMaster({ args: ['--lease-ms', String(o.leaseMs), '--vnodes', String(o.vnodes)] }));
+  const rep = o.replication ? ['--n', String(o.replication.n), '--r', String(o.replication.r), '--w', String(o.replication.w)] : [];
+  const master = track(await startMaster({ args: ['--lease-ms', String(o.leaseMs), '--vnodes', String(o.vnodes), ...rep] }));
   const nodes: RunningServer[] = [];
   for (const id of o.ids) nodes.push(track(await startTestNode(master, id, o)));
   await until(master, settled(o.ids));
@@ -64,9 +70,15 @@ export async function startTestCluster(
 }
 
 /** One memory-storage node joining `master` with the test timings. */
-export function startTestNode(master: RunningServer, id: string, o: Pick<TestClusterOptions, 'renewMs' | 'driftMs'>): Promise<RunningServer> {
+export function startTestNode(
+  master: RunningServer,
+  id: string,
+  o: Pick<TestClusterOptions, 'renewMs' | 'driftMs' | 'nodeArgs' | 'storage'> & { dataDir?: string },
+): Promise<RunningServer> {
+  const ports = ['--rpc-port', '0'];
   return startRingkv({
-    storage: 'memory',
-    args: ['--master', `127.0.0.1:${master.port}`, '--id', id, '--rpc-port', '0', '--renew-ms', String(o.renewMs), '--drift-ms', String(o.driftMs ?? 100)],
+    storage: o.storage ?? 'memory',
+    ...(o.dataDir ? { dataDir: o.dataDir } : {}),
+    args: ['--master', `127.0.0.1:${master.port}`, '--id', id, ...ports, '--renew-ms', String(o.renewMs), '--drift-ms', String(o.driftMs ?? 100), ...(o.nodeArgs ?? [])],
   });
 }

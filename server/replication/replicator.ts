@@ -1,0 +1,457 @@
+// Dynamo's replication on one node: the coordinator's side of quorum writes and reads,
+// the replica's side of both, and hinted handoff.
+//
+// Write: the coordinator stores the new version locally, sends it to the other nodes of
+// the key's preference list (the first N distinct nodes clockwise on the ring of live
+// members) and answers once W of them (itself included) hold it durably. A node the
+// failure detector calls down, or whose call fails, is replaced by the next healthy node
+// past the list, which keeps the version as a hint for it (sloppy quorum); when there is
+// no such node the coordinator keeps the hint itself (not counted toward W). Fewer than W
+// durable copies: the write fails with QuorumError (SERVER_ERROR unavailable, HTTP 503),
+// never a silent success. The remaining copies complete in the background.
+//
+// Read: before a command runs on the coordinator's local store, R-1 other replicas send
+// their version of the key; each is merged into the local record (vector clocks: newer
+// replaces, concurrent versions become siblings), and a replica whose version lacks what
+// the merge holds gets the merged record back (read repair). Then the command runs on
+// local state, which now reflects at least R replicas: with R + W > N it has seen every
+// acknowledged write.
+//
+// Hints replay in batches when the target answers again (the failure detector's up event,
+// and a periodic pass) and are deleted only once the target acknowledged that version.
+import { Ring, type Member } from '../../ring/index.js';
+import type { LocalKv } from '../kv/local-kv.js';
+import type { WireMember } from '../master/core.js';
+import { decodeRecord, encodeRecord, type StoredRecord } from '../storage/record.js';
+import { assert } from '../util/assert.js';
+import type { FailureDetector } from './failure-detector.js';
+import type { HintStore } from './hints.js';
+import { sameVersions } from './versions.js';
+import { hash64 } from '../../ring/index.js';
+
+export interface ReplicationSettings {
+  /** Copies of every key. */
+  readonly n: number;
+  /** Replicas a read hears from (the coordinator included). */
+  readonly r: number;
+  /** Durable copies before a write is acknowledged (the coordinator included). */
+  readonly w: number;
+  readonly vnodes: number;
+}
+
+/** Per-request quorum sizes (TS client `{ r, w }`); undefined = the cluster's. */
+export interface Quorum {
+  r?: number;
+  w?: number;
+}
+
+/** Fewer than W copies written, or fewer than R replicas answered. */
+export class QuorumError extends Error {
+  readonly code = 'UNAVAILABLE';
+  constructor(readonly detail: string) {
+    super('unavailable');
+  }
+}
+
+/** A replica item on the wire: `record` is encodeRecord bytes; `hintFor` names the node a fallback keeps it for. */
+export interface WireItem {
+  key: string;
+  record: Uint8Array;
+  hintFor?: string;
+}
+
+export interface ReplicatorOptions {
+  selfId: string;
+  kv: LocalKv;
+  /** The cluster's members as the master last said (addresses, status). */
+  members(): ReadonlyMap<string, WireMember>;
+  settings(): ReplicationSettings | undefined;
+  /** Changes whenever members() may have (the lease table's LSN). */
+  viewVersion(): number;
+  call<T>(rpcAddr: string, type: string, body: unknown, timeoutMs: number): Promise<T>;
+  hints: HintStore;
+  fd: FailureDetector;
+  /** Deadline of one replica call; a replica slower than this is treated as down. */
+  replicaTimeoutMs: number;
+  /** Hints per replay batch. */
+  hintBatch: number;
+}
+
+export interface ReplicationCounters {
+  replica_writes: number;
+  replica_write_failures: number;
+  quorum_failures: number;
+  hints_sent: number;
+  hints_stored: number;
+  hints_replayed: number;
+  hints_kept_locally: number;
+  read_repairs: number;
+  coordinated_for_down_owner: number;
+}
+
+export function keyPosition(key: string): bigint {
+  return hash64(Buffer.from(key, 'latin1'));
+}
+
+export class Replicator {
+  readonly counters: ReplicationCounters = {
+    replica_writes: 0,
+    replica_write_failures: 0,
+    quorum_failures: 0,
+    hints_sent: 0,
+    hints_stored: 0,
+    hints_replayed: 0,
+    hints_kept_locally: 0,
+    read_repairs: 0,
+    coordinated_for_down_owner: 0,
+  };
+  private ringCache: { version: number; ring: Ring | undefined; fingerprint: string } = { version: -1, ring: undefined, fingerprint: '' };
+  /** The quorum of the request running now (set around its synchronous part). */
+  private current: Quorum = {};
+  private readonly replaying = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly o: ReplicatorOptions) {
+    o.fd.onUp((id) => void this.replay(id));
+  }
+
+  // ---- the ring of live members ---------------------------------------------------
+
+  /** The ring of members the master calls up (the same ring the master grants leases on). */
+  ring(): Ring | undefined {
+    const v = this.o.viewVersion();
+    if (this.ringCache.version !== v) {
+      const s = this.o.settings();
+      const up: Member[] = [...this.o.members().values()]
+        .filter((m) => m.status === 'up')
+        .map((m) => (m.zone === undefined ? { id: m.id } : { id: m.id, zone: m.zone }))
+        .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      const ring = s && up.length > 0 ? Ring.build(up, { vnodes: s.vnodes }) : undefined;
+      this.ringCache = { version: v, ring, fingerprint: `${s?.vnodes}/${s?.n}/${up.map((m) => `${m.id}@${m.zone ?? ''}`).join(',')}` };
+    }
+    return this.ringCache.ring;
+  }
+
+  /** Names the ring: equal on two nodes exactly when they compute the same ranges and preference lists. */
+  ringFingerprint(): string {
+    this.ring();
+    return this.ringCache.fingerprint;
+  }
+
+  /** The key's preference list: N distinct live members clockwise from its position. */
+  preferenceList(pos: bigint): string[] {
+    const ring = this.ring();
+    const s = this.o.settings();
+    if (!ring || !s) return [];
+    return ring.preferenceList(pos, s.n);
+  }
+
+  /** The first node of the preference list this node believes reachable (itself included). */
+  healthyCoordinator(pos: bigint): string | undefined {
+    return this.preferenceList(pos).find((id) => id === this.o.selfId || this.reachable(id));
+  }
+
+  /** A forwarded call to `id` failed for want of an answer. */
+  peerFailed(id: string): void {
+    this.o.fd.failed(id);
+  }
+
+  /** The request's quorum sizes, checked against N: 1 <= r, w <= N. */
+  checkQuorum(q: Quorum): Quorum {
+    const n = this.o.settings()?.n ?? 1;
+    for (const [name, v] of [['r', q.r], ['w', q.w]] as const) {
+      if (v !== undefined && (!Number.isInteger(v) || v < 1 || v > n)) {
+        throw Object.assign(new Error(`${name} must be an integer from 1 to N (${n})`), { code: 'BAD_REQUEST' });
+      }
+    }
+    return q;
+  }
+
+  reachable(id: string): boolean {
+    return this.o.members().get(id)?.status === 'up' && !this.o.fd.isDown(id);
+  }
+
+  // ---- the coordinator ------------------------------------------------------------
+
+  /** Runs `fn` (a command on the local store) with this request's quorum sizes. */
+  withQuorum<T>(q: Quorum, fn: () => T): T {
+    const prev = this.current;
+    this.current = q;
+    try {
+      return fn();
+    } finally {
+      this.current = prev;
+    }
+  }
+
+  /** LocalKv's replicate hook: resolves once W copies are durable. */
+  replicate(key: string, record: StoredRecord, durable: Promise<void> | void): Promise<void> | void {
+    const s = this.o.settings();
+    const ring = this.ring();
+    if (!s || !ring) return durable;
+    const w = this.current.w ?? s.w;
+    const walk = ring.preferenceList(keyPosition(key), ring.size);
+    const list = walk.slice(0, s.n);
+    const selfIn = list.includes(this.o.selfId);
+    const targets = list.filter((id) => id !== this.o.selfId);
+    if (targets.length === 0 && selfIn) return durable;
+    const fallbacks = walk.slice(s.n).filter((id) => id !== this.o.selfId);
+    const bytes = encodeRecord(record);
+    return new Promise<void>((resolve, reject) => {
+      let acks = 0;
+      let open = targets.length + 1;
+      let done = false;
+      const settle = () => {
+        if (done) return;
+        if (acks >= w) {
+          done = true;
+          resolve();
+        } else if (open === 0) {
+          done = true;
+          this.counters.quorum_failures++;
+          reject(new QuorumError(`${acks} of ${w} copies written`));
+        }
+      };
+      const finish = (ok: boolean) => {
+        if (ok) acks++;
+        open--;
+        settle();
+      };
+      Promise.resolve(durable).then(
+        () => finish(selfIn),
+        (e: unknown) => {
+          if (!done) {
+            done = true;
+            reject(e as Error);
+          }
+        },
+      );
+      const hinted = (target: string): void => {
+        const f = fallbacks.findIndex((id) => this.reachable(id));
+        if (f < 0) {
+          // Nobody to hand it to: keep the hint here; it is a copy, but not one of the W.
+          this.counters.hints_kept_locally++;
+          this.o.hints.add(target, key, record).then(
+            () => finish(false),
+            () => finish(false),
+          );
+          return;
+        }
+        const via = fallbacks.splice(f, 1)[0]!;
+        this.send(via, [{ key, record: bytes, hintFor: target }]).then(
+          () => {
+            this.counters.hints_sent++;
+            finish(true);
+          },
+          () => hinted(target),
+        );
+      };
+      for (const t of targets) {
+        if (!this.reachable(t)) {
+          hinted(t);
+          continue;
+        }
+        this.counters.replica_writes++;
+        this.send(t, [{ key, record: bytes }]).then(
+          () => finish(true),
+          () => {
+            this.counters.replica_write_failures++;
+            hinted(t);
+          },
+        );
+      }
+    });
+  }
+
+  /**
+   * Brings the local records of `keys` up to date with R-1 other replicas each (read
+   * repair included). Undefined when there is nothing to ask (R = 1). Rejects with
+   * QuorumError when fewer than R replicas of some key answer.
+   */
+  quorumRead(keys: readonly string[], q: Quorum = {}): Promise<void> | undefined {
+    const s = this.o.settings();
+    if (!s) return undefined;
+    const r = q.r ?? s.r;
+    if (r <= 1) return undefined;
+    const need = new Map<string, number>();
+    const remaining = new Map<string, number>();
+    const byNode = new Map<string, string[]>();
+    for (const key of keys) {
+      if (need.has(key)) continue;
+      const list = this.preferenceList(keyPosition(key));
+      const k = Math.min(r, list.length) - (list.includes(this.o.selfId) ? 1 : 0);
+      if (k <= 0) continue;
+      const ask = list.filter((id) => id !== this.o.selfId && this.reachable(id));
+      if (ask.length < k) {
+        this.counters.quorum_failures++;
+        return Promise.reject(new QuorumError(`${ask.length + 1} of ${r} replicas reachable`));
+      }
+      need.set(key, k);
+      remaining.set(key, ask.length);
+      for (const id of ask) {
+        const l = byNode.get(id);
+        if (l) l.push(key);
+        else byNode.set(id, [key]);
+      }
+    }
+    if (need.size === 0) return undefined;
+    return new Promise<void>((resolve, reject) => {
+      let unsatisfied = need.size;
+      let done = false;
+      const heard = (key: string, ok: boolean) => {
+        const left = remaining.get(key)! - 1;
+        remaining.set(key, left);
+        const k = need.get(key)!;
+        if (ok && k > 0) {
+          need.set(key, k - 1);
+          if (k === 1 && --unsatisfied === 0 && !done) {
+            done = true;
+            resolve();
+          }
+        } else if (!ok && k > left && !done) {
+          done = true;
+          this.counters.quorum_failures++;
+          reject(new QuorumError(`too few replicas of a key answered`));
+        }
+      };
+      for (const [id, ks] of byNode) {
+        this.fetch(id, ks).then(
+          (records) => {
+            ks.forEach((key, i) => {
+              this.absorb(id, key, records[i]);
+              heard(key, true);
+            });
+          },
+          () => ks.forEach((key) => heard(key, false)),
+        );
+      }
+    });
+  }
+
+  /** A replica's answer for `key`: merge it here; send back what it lacks (read repair). */
+  private absorb(from: string, key: string, theirs: StoredRecord | undefined): void {
+    if (theirs) void this.o.kv.merge(key, theirs);
+    const ours = this.o.kv.raw(key);
+    if (!ours) return;
+    if (theirs && sameVersions(theirs, ours)) return;
+    this.counters.read_repairs++;
+    void this.send(from, [{ key, record: encodeRecord(ours) }]).catch(() => {});
+  }
+
+  // ---- the replica ----------------------------------------------------------------
+
+  /** `rep.put`: merge replica writes (or keep hinted ones); resolves when durable. */
+  async receive(body: unknown): Promise<{ ok: number }> {
+    const items = checkItems(body);
+    const writes: Array<Promise<unknown> | unknown> = [];
+    for (const it of items) {
+      const record = decodeRecord(it.record);
+      if (it.hintFor !== undefined && it.hintFor !== this.o.selfId) {
+        writes.push(
+          this.o.hints.add(it.hintFor, it.key, record).then((r) => {
+            if (r !== 'stored') throw Object.assign(new Error(`hint ${r}`), { code: 'HINT_DROPPED' });
+            this.counters.hints_stored++;
+          }),
+        );
+      } else {
+        writes.push(this.o.kv.merge(it.key, record));
+      }
+    }
+    await Promise.all(writes);
+    return { ok: items.length };
+  }
+
+  /** `rep.get`: this node's records (siblings and tombstones included) for keys. */
+  serveGet(body: unknown): { records: Array<Uint8Array | null> } {
+    const keys = (body as { keys?: unknown } | null)?.keys;
+    if (!Array.isArray(keys) || keys.length > 10_000 || !keys.every((k) => typeof k === 'string')) {
+      throw Object.assign(new Error('keys must be an array of at most 10000 strings'), { code: 'BAD_REQUEST' });
+    }
+    return {
+      records: (keys as string[]).map((k) => {
+        const r = this.o.kv.raw(k);
+        return r ? encodeRecord(r) : null;
+      }),
+    };
+  }
+
+  // ---- hinted handoff ---------------------------------------------------------------
+
+  /** Starts the periodic pass: replays hints of reachable targets, expires old ones. */
+  start(periodMs: number): void {
+    assert(this.timer === undefined, 'replicator already started');
+    this.timer = setInterval(() => {
+      for (const t of this.o.hints.targets()) if (this.reachable(t)) void this.replay(t);
+      void this.o.hints.expire(1000).catch(() => {});
+    }, periodMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Replays every hint held for `target`, batch by batch; each is deleted once acknowledged. */
+  async replay(target: string): Promise<number> {
+    if (this.replaying.has(target) || target === this.o.selfId) return 0;
+    this.replaying.add(target);
+    let sent = 0;
+    try {
+      let after: string | undefined;
+      for (;;) {
+        if (!this.reachable(target)) break;
+        const batch = await this.o.hints.batch(target, after, this.o.hintBatch, 4 * 1024 * 1024);
+        if (batch.length === 0) break;
+        await this.send(target, batch.map((e) => ({ key: e.key, record: encodeRecord(e.record) })));
+        await this.o.hints.acknowledge(target, batch.map((e) => ({ key: e.key, ts: e.record.version.ts })));
+        this.counters.hints_replayed += batch.length;
+        sent += batch.length;
+        after = batch[batch.length - 1]!.key;
+      }
+    } catch {
+      // The target went away again: the rest waits for the next up event or pass.
+    } finally {
+      this.replaying.delete(target);
+    }
+    return sent;
+  }
+
+  // ---- calls ----------------------------------------------------------------------
+
+  private send(id: string, items: WireItem[]): Promise<unknown> {
+    return this.callPeer(id, 'rep.put', { items });
+  }
+
+  private async fetch(id: string, keys: string[]): Promise<Array<StoredRecord | undefined>> {
+    const reply = await this.callPeer<{ records: Array<Uint8Array | null> }>(id, 'rep.get', { keys });
+    if (!Array.isArray(reply.records) || reply.records.length !== keys.length) throw new Error('rep.get: malformed reply');
+    return reply.records.map((b) => (b ? decodeRecord(b) : undefined));
+  }
+
+  /** A call to a peer by id, feeding the failure detector. */
+  async callPeer<T>(id: string, type: string, body: unknown): Promise<T> {
+    const m = this.o.members().get(id);
+    if (!m) throw new QuorumError(`unknown node ${id}`);
+    try {
+      const r = await this.o.call<T>(m.addrs.rpc, type, body, this.o.replicaTimeoutMs);
+      this.o.fd.answered(id);
+      return r;
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      if (code === 'TIMEOUT' || code === 'UNAVAILABLE' || code === 'BUSY') this.o.fd.failed(id);
+      else this.o.fd.answered(id);
+      throw e;
+    }
+  }
+}
+
+function checkItems(body: unknown): WireItem[] {
+  const items = (body as { items?: unknown } | null)?.items;
+  const bad = () => Object.assign(new Error('items must be an array of {key, record, hintFor?}'), { code: 'BAD_REQUEST' });
+  if (!Array.isArray(items) || items.length > 10_000) throw bad();
+  for (const it of items as Array<Record<string, unknown>>) {
+    if (!it || typeof it.key !== 'string' || !(it.record instanceof Uint8Array) || (it.hintFor !== undefined && typeof it.hintFor !== 'string')) throw bad();
+  }
+  return items as WireItem[];
+}
