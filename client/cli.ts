@@ -69,6 +69,7 @@ function nodeCommand(): Command {
     .option('--replica-timeout-ms <ms>', 'deadline of one replica call; slower peers count as down', intIn('--replica-timeout-ms', 10, 600_000), defaults.replicaTimeoutMs)
     .option('--forward-timeout-ms <ms>', 'deadline of one request forwarded to an owner', intIn('--forward-timeout-ms', 10, 600_000), defaults.forwardTimeoutMs)
     .option('--unavailable-ms <ms>', 'how long a request waits for an owner before SERVER_ERROR unavailable', intIn('--unavailable-ms', 10, 600_000), defaults.unavailableMs)
+    .option('--debug-faults', 'accept fault injection over HTTP (PUT /debug/partition); for tests only')
     .action(async (o: Record<string, unknown>) => {
       const cfg: NodeConfig = {
         ...defaults,
@@ -93,6 +94,7 @@ function nodeCommand(): Command {
         replicaTimeoutMs: o.replicaTimeoutMs as number,
         forwardTimeoutMs: o.forwardTimeoutMs as number,
         unavailableMs: o.unavailableMs as number,
+        debugFaults: o.debugFaults === true,
         ...(o.renewMs !== undefined ? { renewMs: o.renewMs as number } : {}),
         ...(o.driftMs !== undefined ? { driftMs: o.driftMs as number } : {}),
         ...(o.master ? { master: String(o.master) } : {}),

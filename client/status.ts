@@ -5,6 +5,7 @@
 // The reading of a view (`parseView`, `summarize`, `formatStatus`) is pure: a view goes
 // in, rows and problems come out, so tests feed it plain values. `ringkv start` uses the
 // same reading to decide when the cluster it started is ready.
+import http from 'node:http';
 import { Command, InvalidArgumentError } from 'commander';
 import { RpcClient, RpcRemoteError } from '../server/protocol/rpc/index.js';
 
@@ -174,6 +175,51 @@ export function formatStatus(master: string, s: StatusSummary): string[] {
   return lines;
 }
 
+// ---- replication, as each node counts it -----------------------------------------------
+
+/** The replication counters of one node's /stats (server/node.ts clusterStats). */
+export const REPLICATION_STATS = [
+  ['HINTS', 'hints_held'],
+  ['HINTS-REPLAYED', 'hints_replayed'],
+  ['HINTS-DROPPED', 'hints_dropped'],
+  ['READ-REPAIRS', 'read_repairs'],
+  ['AE-ROUNDS', 'anti_entropy_rounds'],
+  ['AE-KEYS', 'anti_entropy_keys_exchanged'],
+  ['QUORUM-FAILURES', 'quorum_failures'],
+  ['PEERS-DOWN', 'peers_down'],
+] as const;
+
+export type NodeStats = Readonly<Record<string, string | number>> | { readonly error: string };
+
+/** One row per member: its replication counters, or why they could not be read. */
+export function formatReplication(stats: ReadonlyMap<string, NodeStats>): string[] {
+  const rows: string[][] = [['ID', ...REPLICATION_STATS.map(([h]) => h)]];
+  for (const [id, st] of stats) {
+    if ('error' in st && typeof st.error === 'string') rows.push([id, `unreachable: ${st.error}`]);
+    else rows.push([id, ...REPLICATION_STATS.map(([, k]) => String((st as Record<string, unknown>)[k] ?? '-'))]);
+  }
+  return ['replication:', ...table(rows).map((l) => `  ${l}`)];
+}
+
+/** GET http://<addr>/stats of a node, within timeoutMs. */
+export function fetchNodeStats(addr: string, timeoutMs = 2_000): Promise<NodeStats> {
+  return new Promise((resolve) => {
+    const req = http.get(`http://${addr}/stats`, { timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, string | number>);
+        } catch {
+          resolve({ error: 'bad /stats reply' });
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+    req.on('error', (e) => resolve({ error: e.message }));
+  });
+}
+
 // ---- the shell: one RPC to the master -------------------------------------------------
 
 export class MasterUnreachable extends Error {
@@ -225,6 +271,15 @@ export function statusCommand(): Command {
         fail(`bad reply from master at ${o.master}: ${e instanceof Error ? e.message : String(e)}`);
       }
       const summary = summarize(view);
-      process.stdout.write(o.json ? `${JSON.stringify(summary, null, 2)}\n` : `${formatStatus(o.master, summary).join('\n')}\n`);
+      const up = summary.members.filter((m) => m.status === 'up');
+      const stats = new Map(await Promise.all(up.map(async (m) => [m.id, await fetchNodeStats(m.addrs.http)] as const)));
+      if (o.json) {
+        const replication = Object.fromEntries(
+          [...stats].map(([id, st]) => [id, 'error' in st ? st : Object.fromEntries(REPLICATION_STATS.map(([, k]) => [k, (st as Record<string, unknown>)[k] ?? null]))]),
+        );
+        process.stdout.write(`${JSON.stringify({ ...summary, replication }, null, 2)}\n`);
+      } else {
+        process.stdout.write(`${[...formatStatus(o.master, summary), ...formatReplication(stats)].join('\n')}\n`);
+      }
     });
 }

@@ -66,6 +66,8 @@ export interface NodeConfig {
   heartbeatMs: number;
   /** Deadline of one replica call (write, read, hint replay); slower peers count as down. */
   replicaTimeoutMs: number;
+  /** Accept fault injection over HTTP (PUT /debug/partition): for tests only. */
+  debugFaults: boolean;
 }
 
 export const MB = 1024 * 1024;
@@ -97,6 +99,7 @@ export const defaults: NodeConfig = {
   maxSiblings: 16,
   heartbeatMs: 1_000,
   replicaTimeoutMs: 1_000,
+  debugFaults: false,
 };
 
 /** The smallest item size that still holds a 1-byte key and a 1-byte value. */

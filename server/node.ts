@@ -221,7 +221,13 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
     return hint ? debugRecord(key, hint.record, hint.target) : undefined;
   };
   const httpServer = new HttpServer(
-    { run: router ? (req) => router.runKv(req) : (req) => api.run(req), now: () => clock.now(), stats, debugLocal },
+    {
+      run: router ? (req) => router.runKv(req) : (req) => api.run(req),
+      now: () => clock.now(),
+      stats,
+      debugLocal,
+      ...(cfg.debugFaults && membership ? { partition: (ids: string[]) => membership!.partition(ids) } : {}),
+    },
     { host: cfg.host, port: cfg.httpPort, maxItemSize: cfg.maxItemSize },
   );
 

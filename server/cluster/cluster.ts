@@ -7,7 +7,7 @@ import type { Clock } from '../clock.js';
 import type { NodeConfig } from '../config.js';
 import type { ChangesReply, NodeAddrs, WireLease } from '../master/core.js';
 import type { McContext } from '../protocol/memcached/execute.js';
-import { RpcClient, RpcPeers, RpcServer, splitAddr } from '../protocol/rpc/index.js';
+import { RpcClient, RpcPeers, RpcServer, RpcUnavailable, splitAddr } from '../protocol/rpc/index.js';
 import { LeaseTable } from './lease-table.js';
 import { Owner, realTimers } from './owner.js';
 import { keyPosition, Router, type WireCommand } from './router.js';
@@ -33,6 +33,8 @@ export interface ClusterMembership {
   readonly fd: FailureDetector;
   /** When the last anti-entropy round that reached every replica peer started (0: none yet). */
   readonly aeCoveredMs: () => number;
+  /** Test fault injection: the node ids this node cannot reach from now on (empty: heal). */
+  partition(ids: readonly string[]): void;
   /** Registers with the master (call once every listener is bound). */
   join(addrs: Omit<NodeAddrs, 'rpc'>): Promise<void>;
   close(): Promise<void>;
@@ -52,6 +54,15 @@ export async function startClusterMembership(
   const master = new RpcClient({ host: masterHost, port: masterPort });
   const peers = new RpcPeers();
   const peer = (addr: string): RpcClient => peers.get(addr);
+  // Fault injection for tests (--debug-faults): peers this node cannot reach, as if the
+  // network refused every connection to them. The master link is not affected.
+  const unreachable = new Set<string>();
+  const callPeer = <T>(addr: string, type: string, body: unknown, timeoutMs: number): Promise<T> => {
+    for (const id of unreachable) {
+      if (table.members.get(id)?.addrs.rpc === addr) return Promise.reject(new RpcUnavailable('CONNECT_FAILED', false, `${type} to ${id}: partitioned (debug fault)`));
+    }
+    return peer(addr).call<T>(type, body, { timeoutMs });
+  };
 
   const table = new LeaseTable();
   const owner = new Owner({
@@ -110,7 +121,7 @@ export async function startClusterMembership(
     ping: async (id) => {
       const m = table.members.get(id);
       if (!m) throw new Error(`unknown node ${id}`);
-      await peer(m.addrs.rpc).call('ping', {}, { timeoutMs: cfg.replicaTimeoutMs });
+      await callPeer(m.addrs.rpc, 'ping', {}, cfg.replicaTimeoutMs);
     },
   });
   const replicator = new Replicator({
@@ -119,7 +130,7 @@ export async function startClusterMembership(
     members: () => table.members,
     settings: () => replication,
     viewVersion: () => viewVersion,
-    call: (addr, type, body, timeoutMs) => peer(addr).call(type, body, { timeoutMs }),
+    call: callPeer,
     hints,
     fd,
     replicaTimeoutMs: cfg.replicaTimeoutMs,
@@ -150,7 +161,7 @@ export async function startClusterMembership(
     api,
     owner,
     table,
-    forwarder: { call: (addr, type, body, timeoutMs) => peer(addr).call(type, body, { timeoutMs }) },
+    forwarder: { call: callPeer },
     refresh,
     unavailableMs: cfg.unavailableMs,
     forwardTimeoutMs: cfg.forwardTimeoutMs,
@@ -226,6 +237,10 @@ export async function startClusterMembership(
     antiEntropy,
     fd,
     aeCoveredMs: () => aeCoveredMs,
+    partition(ids) {
+      unreachable.clear();
+      for (const id of ids) if (id !== cfg.id) unreachable.add(id);
+    },
     async join(addrs) {
       const info = { id: cfg.id, ...(cfg.zone ? { zone: cfg.zone } : {}), addrs: { ...addrs, rpc: `${cfg.host}:${rpcPort}` } };
       await owner.start(info);

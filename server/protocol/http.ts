@@ -10,6 +10,7 @@
 //   /kv/:key?siblings=true answers JSON `{ siblings: [{ value, encoding, flags, cas,
 //   expiresAtMs }] }` with every concurrent version; too few replicas answering is a 503.
 //   GET    /debug/local/:key -> this node's own record of key (JSON), 404 when it has none
+//   PUT    /debug/partition {"unreachable": [ids]} -> 204 (only with --debug-faults)
 //
 // Errors are JSON bodies `{ "error": code, "message": text }` with a 4xx status: a bad
 // key (memcached's rule: 1..250 bytes, no space; no NUL or line feed either) is 400, a
@@ -35,6 +36,8 @@ export interface HttpContext {
   stats(): Record<string, string | number>;
   /** What this node itself holds for key (its record, or a hint), as /debug/local shows it. */
   debugLocal?(key: string): Promise<unknown>;
+  /** Fault injection (node flag --debug-faults): the peers this node can no longer reach. */
+  partition?(ids: string[]): void;
 }
 
 /** A value as JSON: UTF-8 text when it is valid UTF-8, else base64. */
@@ -130,6 +133,20 @@ export class HttpServer {
     const path = q === -1 ? url : url.slice(0, q);
     const params = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
     const method = req.method ?? 'GET';
+    if (path === '/debug/partition' && method === 'PUT' && this.ctx.partition) {
+      const body = await readBody(req, 64 * 1024);
+      let ids: unknown;
+      try {
+        ids = (JSON.parse(body.toString('utf8')) as { unreachable?: unknown }).unreachable;
+      } catch {
+        throw new HttpError(400, 'bad_json', 'body must be JSON {"unreachable": [node ids]}');
+      }
+      if (!Array.isArray(ids) || !ids.every((x) => typeof x === 'string')) throw new HttpError(400, 'bad_json', 'unreachable must be an array of node ids');
+      this.ctx.partition(ids as string[]);
+      res.writeHead(204);
+      res.end();
+      return;
+    }
     if (path.startsWith('/debug/local/') && method === 'GET' && this.ctx.debugLocal) {
       const key = parseKey(`/kv/${path.slice('/debug/local/'.length)}`);
       const body = await this.ctx.debugLocal(key);

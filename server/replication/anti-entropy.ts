@@ -110,6 +110,11 @@ export const aeScanBatchDefault = 1000;
 export const aeMaxKeysPerRoundDefault = 10_000;
 /** Keys per rep.get and per rep.put call. */
 export const aeKeysPerCall = 500;
+/**
+ * Keys per rep.get call: the peer's answer is not split by bytes, so few enough keys that
+ * 1 MiB items (the default limit) stay well inside the RPC's 64 MiB frame.
+ */
+export const aePullKeysPerCall = 32;
 /** Encoded record bytes per rep.put call (well under the RPC's 64 MiB frame), beyond the first record. */
 export const aePushBytesPerCall = 8 * 1024 * 1024;
 /** Ranges named in one ae.roots request (and the most a responder accepts). */
@@ -444,7 +449,7 @@ export class AntiEntropy {
   async #exchange(peer: string, pull: readonly string[], push: readonly string[], tally: PeerTally): Promise<void> {
     const { store } = this.#deps;
     const toPush = [...push];
-    for (const keys of chunks(pull, aeKeysPerCall)) {
+    for (const keys of chunks(pull, aePullKeysPerCall)) {
       const reply = await this.#deps.call<unknown>(peer, 'rep.get', { keys });
       // Decode the whole answer first: a corrupt one fails the peer before anything merges.
       const records = replyArray(reply, 'records', keys.length).map((bytes, i) => {

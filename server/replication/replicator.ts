@@ -89,6 +89,9 @@ export interface ReplicationCounters {
   coordinated_for_down_owner: number;
 }
 
+/** Keys per rep.get: answers are not split by bytes, so few enough that 1 MiB items fit a frame. */
+const READ_KEYS_PER_CALL = 32;
+
 export function keyPosition(key: string): bigint {
   return hash64(Buffer.from(key, 'latin1'));
 }
@@ -314,7 +317,9 @@ export class Replicator {
           reject(new QuorumError(`too few replicas of a key answered`));
         }
       };
-      for (const [id, ks] of byNode) {
+      const chunks: Array<[string, string[]]> = [];
+      for (const [id, ks] of byNode) for (let i = 0; i < ks.length; i += READ_KEYS_PER_CALL) chunks.push([id, ks.slice(i, i + READ_KEYS_PER_CALL)]);
+      for (const [id, ks] of chunks) {
         this.fetch(id, ks).then(
           (records) => {
             ks.forEach((key, i) => {

@@ -160,7 +160,12 @@ describe('ringkv start --nodes 3 --base-port 0, then ringkv status', () => {
     expect(lines[1]).toMatch(/^ID\s+ZONE\s+STATUS\s+MEMCACHED\s+HTTP\s+RPC\s+PIECES\s+SHARE\s+GENERATIONS\s+RENEWED$/);
     for (const [i, id] of ['n1', 'n2', 'n3'].entries()) expect(lines[2 + i]).toMatch(new RegExp(`^${id}\\s+-\\s+up\\s+127\\.0\\.0\\.1:\\d+\\s.*%\\s+\\d+-\\d+\\s+\\d+\\.\\ds ago$`));
     expect(lines).toContain('moving: none');
-    expect(lines[lines.length - 1]).toBe('health: healthy');
+    expect(lines).toContain('health: healthy');
+    // Then each node's replication counters, read from its /stats.
+    const rep = lines.indexOf('replication:');
+    expect(rep).toBeGreaterThan(lines.indexOf('health: healthy'));
+    expect(lines[rep + 1]).toMatch(/^\s+ID\s+HINTS\s+HINTS-REPLAYED\s+HINTS-DROPPED\s+READ-REPAIRS\s+AE-ROUNDS\s+AE-KEYS\s+QUORUM-FAILURES\s+PEERS-DOWN$/);
+    for (const [i, id] of ['n1', 'n2', 'n3'].entries()) expect(lines[rep + 2 + i]).toMatch(new RegExp(`^\\s+${id}\\s+\\d+\\s+\\d+\\s+\\d+\\s+\\d+\\s+\\d+\\s+\\d+\\s+\\d+\\s+\\S+$`));
   });
 
   it('serves memcached across nodes: set through n1, get through n3', async () => {

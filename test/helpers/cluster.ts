@@ -1,5 +1,6 @@
 // Watching a test cluster through its master's GET /cluster: the view, bounded polling
 // until a condition holds, and which piece of the table covers a ring position.
+import type http from 'node:http';
 import { request } from './http.js';
 import { startMaster, startRingkv, type RunningServer } from '../../bench/lib/servers.js';
 
@@ -81,4 +82,39 @@ export function startTestNode(
     ...(o.dataDir ? { dataDir: o.dataDir } : {}),
     args: ['--master', `127.0.0.1:${master.port}`, '--id', id, ...ports, '--renew-ms', String(o.renewMs), '--drift-ms', String(o.driftMs ?? 100), ...(o.nodeArgs ?? [])],
   });
+}
+
+/** What GET /debug/local/:key shows of one version (the record itself, or one of its siblings). */
+export interface DebugVersion {
+  value: string;
+  encoding: 'utf8' | 'base64';
+  flags: number;
+  expiresAtMs: number;
+  version: { clock: Record<string, number>; ts: { wallMs: number; logical: number }; cas: string };
+  tombstone: boolean;
+}
+
+/** A node's own record of a key as GET /debug/local/:key shows it (hintFor: a hint it keeps for that node). */
+export interface DebugLocal extends DebugVersion {
+  key: string;
+  hintFor: string | null;
+  siblings: DebugVersion[];
+}
+
+/**
+ * What the node on `httpPort` itself holds for `key` (undefined on 404). Pass a keep-alive
+ * `agent` when asking about thousands of keys, so each is not a new connection.
+ */
+export async function debugLocal(httpPort: number, key: string, agent?: http.Agent): Promise<DebugLocal | undefined> {
+  const r = await request(httpPort, 'GET', `/debug/local/${encodeURIComponent(Buffer.from(key, 'latin1').toString('utf8'))}`, agent ? { agent } : {});
+  if (r.status === 404) return undefined;
+  if (r.status !== 200) throw new Error(`GET /debug/local/${key} answered ${r.status}: ${r.body.toString('utf8')}`);
+  return JSON.parse(r.body.toString('utf8')) as DebugLocal;
+}
+
+/** A node's GET /stats. */
+export async function nodeStats(httpPort: number): Promise<Record<string, string | number>> {
+  const r = await request(httpPort, 'GET', '/stats');
+  if (r.status !== 200) throw new Error(`GET /stats answered ${r.status}: ${r.body.toString('utf8')}`);
+  return JSON.parse(r.body.toString('utf8')) as Record<string, string | number>;
 }

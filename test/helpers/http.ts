@@ -18,6 +18,8 @@ export interface RequestOptions {
   /** Sent with Transfer-Encoding: chunked, one chunk per element. */
   chunks?: Buffer[];
   timeoutMs?: number;
+  /** A keep-alive agent for many requests in a row (default: a fresh connection per request). */
+  agent?: http.Agent;
 }
 
 export function request(port: number, method: string, path: string, opts: RequestOptions = {}): Promise<HttpReply> {
@@ -25,7 +27,7 @@ export function request(port: number, method: string, path: string, opts: Reques
   return new Promise((resolve, reject) => {
     const headers: http.OutgoingHttpHeaders = { ...opts.headers };
     if (opts.body) headers['content-length'] = opts.body.length;
-    const req = http.request({ host: '127.0.0.1', port, method, path, headers, agent: false });
+    const req = http.request({ host: '127.0.0.1', port, method, path, headers, agent: opts.agent ?? false });
     const timer = setTimeout(() => req.destroy(new Error(`${method} ${path} got no complete reply within ${timeoutMs} ms`)), timeoutMs);
     let responded = false;
     req.on('response', (res) => {
