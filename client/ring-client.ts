@@ -340,11 +340,16 @@ export class RingClient {
       let member = route?.member;
       const leftMs = deadline - Date.now();
       if (leftMs <= 0) throw this.expired(why, timeoutMs, req.op);
-      if (plain && member !== undefined && this.isSuspect(member.id)) member = this.alternate(member.id) ?? member;
+      let via = false;
+      if (plain && member !== undefined && this.isSuspect(member.id)) {
+        const alt = this.alternate(member.id);
+        if (alt) [member, via] = [alt, true];
+      }
       if (route !== undefined && member !== undefined && member.status === 'up') {
         try {
           const callMs = idempotent || plain ? Math.min(leftMs, this.s.attemptTimeoutMs) : leftMs;
-          return await this.node(member.addrs.rpc).call<WireResult>('kv', { req, generation: route.lease.generation }, { timeoutMs: callMs });
+          const body = via ? { req, route: true } : { req, generation: route.lease.generation };
+          return await this.node(member.addrs.rpc).call<WireResult>('kv', body, { timeoutMs: callMs });
         } catch (e) {
           if (e instanceof RpcUnavailable || e instanceof RpcTimeout) this.suspects.set(member.id, Date.now() + SUSPECT_MS);
           const v = this.verdict(e, idempotent || plain, timeoutMs, `${req.op} on ${member.id}`);

@@ -180,7 +180,10 @@ export async function startClusterMembership(
     return { parts: await router.serveGet(b.keys, b.withCas, b.exptime) };
   });
   rpc.handle('kv', async (body: unknown) => {
-    const b = body as { req: KvRequest & { key: unknown; value?: unknown }; generation?: number; standIn?: boolean };
+    const b = body as { req: KvRequest & { key: unknown; value?: unknown }; generation?: number; standIn?: boolean; route?: boolean };
+    // route: a client whose owner does not answer asks this node to route the request
+    // (forward it, or find a replica to coordinate it) as it does for its own front-ends.
+    if (b.route === true) return router.runKv(kvRequestFromWire(b.req));
     return router.serveKv(kvRequestFromWire(b.req), b.generation, b.standIn === true);
   });
   rpc.handle('kv.many', async (body: unknown) => {

@@ -344,7 +344,9 @@ export class Router {
   private forward(cmd: Command, pos: bigint): Promise<Reply> {
     const wire = encodeCommand(cmd);
     const reads = cmd.kind === 'get' || cmd.kind === 'gat' || cmd.kind === 'mg' || cmd.kind === 'me';
-    const key = commandKey(cmd)!;
+    // A single-key get or gat (what a multi-get falls back to) names its key in `keys`.
+    const key = commandKey(cmd) ?? (cmd.kind === 'get' || cmd.kind === 'gat' ? cmd.keys[0]! : undefined);
+    if (key === undefined) throw new Error(`${cmd.kind} is not a single-key command`);
     return this.viaOwner<Reply>(pos, {
       local: () => this.coordinate(cmd, key),
       remote: (rpc, generation, standIn) =>

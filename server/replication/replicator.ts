@@ -323,8 +323,13 @@ export class Replicator {
         this.fetch(id, ks).then(
           (records) => {
             ks.forEach((key, i) => {
-              this.absorb(id, key, records[i]);
-              heard(key, true);
+              let ok = true;
+              try {
+                this.absorb(id, key, records[i]);
+              } catch {
+                ok = false; // a record we cannot merge (corrupt clock): that replica did not answer usefully
+              }
+              heard(key, ok);
             });
           },
           () => ks.forEach((key) => heard(key, false)),
@@ -335,7 +340,10 @@ export class Replicator {
 
   /** A replica's answer for `key`: merge it here; send back what it lacks (read repair). */
   private absorb(from: string, key: string, theirs: StoredRecord | undefined): void {
-    if (theirs) void this.o.kv.merge(key, theirs);
+    if (theirs) {
+      const merged = this.o.kv.merge(key, theirs);
+      if (merged instanceof Promise) merged.catch(() => {}); // a failed local write fails the read's own wait for durability
+    }
     const ours = this.o.kv.raw(key);
     if (!ours) return;
     if (theirs && sameVersions(theirs, ours)) return;
