@@ -209,8 +209,12 @@ export async function startClusterMembership(
   const runAntiEntropy = (): Promise<void> => {
     aeRunning ??= (async () => {
       const startedMs = clock.now();
+      const layout = layoutOf(replicator, cfg.id);
+      const expected = new Set(layout.ranges.flatMap((x) => x.replicas).filter((id) => id !== cfg.id));
       const r = await antiEntropy.round();
-      if (r.failedPeers.length === 0) aeCoveredMs = startedMs;
+      // Covered only when every replica peer took part: a peer skipped as down may still
+      // hold what a tombstone deletes, so no tombstone may go yet.
+      if (r.failedPeers.length === 0 && r.peers === expected.size) aeCoveredMs = startedMs;
     })()
       .catch((e: unknown) => {
         process.stderr.write(`ringkv: anti-entropy round failed: ${e instanceof Error ? e.message : String(e)}\n`);

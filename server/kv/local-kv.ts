@@ -18,7 +18,7 @@ import {
   type StoredRecord,
 } from '../storage/record.js';
 import type { Store } from '../storage/store.js';
-import { baseClock, mergeRecords, sameVersions } from '../replication/versions.js';
+import { baseClock, compareClocks, mergeRecords, sameVersions } from '../replication/versions.js';
 
 export type Maybe<T> = T | Promise<T>;
 
@@ -411,7 +411,13 @@ export class LocalKv {
     this.hlc.observe(incoming.version.ts);
     const cur = this.opts.store.get(key);
     let next = incoming;
-    if (cur) {
+    const single = cur !== undefined && !cur.siblings?.length && !incoming.siblings?.length;
+    // The common cases, one version on each side, decided by the clocks alone.
+    const order = single ? compareClocks(incoming.version.clock, cur.version.clock) : undefined;
+    if (order === 'before' || (order === 'equal' && sameVersions(incoming, cur!))) return this.afterDurable(key, false);
+    if (order === 'after') {
+      // Newer: replaces (below).
+    } else if (cur) {
       const m = mergeRecords([cur, incoming], this.opts.maxSiblings ?? 16);
       this.counters.siblings_collapsed += m.collapsed;
       if (sameVersions(m.record, cur)) return this.afterDurable(key, false);

@@ -106,6 +106,8 @@ export class AeError extends Error {
 }
 
 export const aeDepthDefault = 6;
+/** Written keys held back from the trees before they are applied anyway (bounds the pending set). */
+export const aePendingMax = 100_000;
 export const aeScanBatchDefault = 1000;
 export const aeMaxKeysPerRoundDefault = 10_000;
 /** Keys per rep.get and per rep.put call. */
@@ -264,6 +266,8 @@ export class AntiEntropy {
   #build: Build | undefined;
   /** The dirty sets of every build whose scan has not ended: noteWrite adds the key to each. */
   readonly #building = new Set<Set<string>>();
+  /** Keys written since the installed trees were last brought up to date. */
+  readonly #pending = new Set<string>();
   #round: Promise<AeRoundResult> | undefined;
 
   constructor(deps: AeDeps) {
@@ -281,9 +285,22 @@ export class AntiEntropy {
   }
 
   /** Called by the node after every change of a local record (put: record; remove: undefined). Keeps the trees current in O(depth). */
-  noteWrite(key: string, record: StoredRecord | undefined): void {
+  noteWrite(key: string, _record: StoredRecord | undefined): void {
     for (const dirty of this.#building) dirty.add(key);
-    this.#current?.apply(key, record);
+    // Deferred: the trees take the key's record when they are next read (a round, a peer's
+    // request), so the write path pays one Set insertion, and a key written many times
+    // between rounds is hashed once.
+    if (this.#current) {
+      this.#pending.add(key);
+      if (this.#pending.size >= aePendingMax) this.#flushPending();
+    }
+  }
+
+  /** Applies the keys written since the trees were last read, from the store as it is now. */
+  #flushPending(): void {
+    const set = this.#current;
+    if (set) for (const key of this.#pending) set.apply(key, this.#deps.store.get(key));
+    this.#pending.clear();
   }
 
   /** Server side of the ae.* RPCs; throws AeError RING_MISMATCH when body.fingerprint is not ours, BAD_REQUEST for malformed bodies. */
@@ -492,7 +509,10 @@ export class AntiEntropy {
   /** The trees of the current layout, building them if needed (one build shared by every caller). */
   #trees(): Promise<TreeSet> {
     const layout = this.#deps.layout();
-    if (this.#current?.fingerprint === layout.fingerprint) return Promise.resolve(this.#current);
+    if (this.#current?.fingerprint === layout.fingerprint) {
+      this.#flushPending();
+      return Promise.resolve(this.#current);
+    }
     if (this.#build?.fingerprint === layout.fingerprint) return this.#build.promise;
     // One scan at a time: a build for a newer layout waits for the one running.
     const prior = this.#build?.promise.then(
@@ -539,6 +559,9 @@ export class AntiEntropy {
     }
     // Synchronous from here to the install: no write can fall between re-read and install.
     for (const key of dirty) set.apply(key, this.#deps.store.get(key));
+    // Keys pending for the old trees were written before this scan ended: the scan or the
+    // dirty set has them.
+    this.#pending.clear();
     this.#current = set;
     return set;
   }
