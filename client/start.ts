@@ -298,7 +298,10 @@ async function runCluster(o: StartOptions): Promise<void> {
   let waitingFor = 'the master';
   const deadline = setTimeout(() => sup.fail(EXIT_USAGE, `cluster not ready within ${READY_TIMEOUT_MS / 1000} s: ${waitingFor}`), READY_TIMEOUT_MS);
 
-  const master = sup.spawn('master', ['master', '--host', HOST, '--port', String(plan.master.rpc), '--http-port', String(plan.master.http), '--data', o.data]);
+  // N copies per key, but never more than there are nodes (a 1-node cluster: N = R = W = 1).
+  const n = Math.min(3, plan.nodes.length);
+  const quorum = ['--n', String(n), '--r', String(Math.min(2, n)), '--w', String(Math.min(2, n))];
+  const master = sup.spawn('master', ['master', '--host', HOST, '--port', String(plan.master.rpc), '--http-port', String(plan.master.http), '--data', o.data, ...quorum]);
   const m = await master.ready;
   if (sup.phase !== 'starting') return;
   if (m.kind !== 'master') return sup.fail(EXIT_USAGE, 'the master printed a node ready line');

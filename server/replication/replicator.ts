@@ -197,7 +197,8 @@ export class Replicator {
     const list = walk.slice(0, s.n);
     const selfIn = list.includes(this.o.selfId);
     const targets = list.filter((id) => id !== this.o.selfId);
-    if (targets.length === 0 && selfIn) return durable;
+    // Alone on the list (every other member down or gone): only a W of 1 can be met.
+    if (targets.length === 0 && selfIn && w <= 1) return durable;
     const fallbacks = walk.slice(s.n).filter((id) => id !== this.o.selfId);
     const bytes = encodeRecord(record);
     return new Promise<void>((resolve, reject) => {
@@ -282,7 +283,8 @@ export class Replicator {
     for (const key of keys) {
       if (need.has(key)) continue;
       const list = this.preferenceList(keyPosition(key));
-      const k = Math.min(r, list.length) - (list.includes(this.o.selfId) ? 1 : 0);
+      // R counts replicas, not live members: a list shortened by dead nodes does not shrink it.
+      const k = Math.min(r, s.n) - (list.includes(this.o.selfId) ? 1 : 0);
       if (k <= 0) continue;
       const ask = list.filter((id) => id !== this.o.selfId && this.reachable(id));
       if (ask.length < k) {
@@ -319,31 +321,50 @@ export class Replicator {
       };
       const chunks: Array<[string, string[]]> = [];
       for (const [id, ks] of byNode) for (let i = 0; i < ks.length; i += READ_KEYS_PER_CALL) chunks.push([id, ks.slice(i, i + READ_KEYS_PER_CALL)]);
+      // Read repair waits for every answer of a key, so each replica is compared with the
+      // final merge, whatever order the answers came in.
+      const answers = new Map<string, Array<{ from: string; theirs: StoredRecord | undefined }>>();
+      const settled = (key: string) => {
+        if (remaining.get(key) !== 0) return;
+        for (const a of answers.get(key) ?? []) this.repair(a.from, key, a.theirs);
+        answers.delete(key);
+      };
       for (const [id, ks] of chunks) {
         this.fetch(id, ks).then(
           (records) => {
             ks.forEach((key, i) => {
               let ok = true;
               try {
-                this.absorb(id, key, records[i]);
+                this.absorb(key, records[i]);
+                const list = answers.get(key);
+                if (list) list.push({ from: id, theirs: records[i] });
+                else answers.set(key, [{ from: id, theirs: records[i] }]);
               } catch {
                 ok = false; // a record we cannot merge (corrupt clock): that replica did not answer usefully
               }
               heard(key, ok);
+              settled(key);
             });
           },
-          () => ks.forEach((key) => heard(key, false)),
+          () =>
+            ks.forEach((key) => {
+              heard(key, false);
+              settled(key);
+            }),
         );
       }
     });
   }
 
-  /** A replica's answer for `key`: merge it here; send back what it lacks (read repair). */
-  private absorb(from: string, key: string, theirs: StoredRecord | undefined): void {
-    if (theirs) {
-      const merged = this.o.kv.merge(key, theirs);
-      if (merged instanceof Promise) merged.catch(() => {}); // a failed local write fails the read's own wait for durability
-    }
+  /** A replica's answer for `key`: merged here at once, so the command that waits sees it. */
+  private absorb(key: string, theirs: StoredRecord | undefined): void {
+    if (!theirs) return;
+    const merged = this.o.kv.merge(key, theirs);
+    if (merged instanceof Promise) merged.catch(() => {}); // a failed local write fails the read's own wait for durability
+  }
+
+  /** Read repair: a replica that answered without what the merge of all answers holds gets it. */
+  private repair(from: string, key: string, theirs: StoredRecord | undefined): void {
     const ours = this.o.kv.raw(key);
     if (!ours) return;
     if (theirs && sameVersions(theirs, ours)) return;
