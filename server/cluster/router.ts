@@ -66,6 +66,12 @@ export function commandKey(cmd: Command): string | undefined {
   }
 }
 
+/** The key of a command about one key, a one-key get or gat (what a multi-get falls back to) included. */
+function singleKey(cmd: Command): string | undefined {
+  if ((cmd.kind === 'get' || cmd.kind === 'gat') && cmd.keys.length === 1) return cmd.keys[0];
+  return commandKey(cmd);
+}
+
 export interface Forwarder {
   /** Sends a command to a node's RPC address; resolves with the reply or rejects with a coded error. */
   call<T>(rpcAddr: string, type: string, body: unknown, timeoutMs: number): Promise<T>;
@@ -197,7 +203,7 @@ export class Router {
   serve(w: WireCommand, senderGeneration: number | undefined, standIn = false): Maybe<Buffer> {
     const cmd = decodeCommand(w);
     if (cmd.kind === 'flush_all') return toBuffer(execute(cmd, this.o.ctx));
-    const key = commandKey(cmd);
+    const key = singleKey(cmd);
     if (key === undefined) throw new NotOwnerError(undefined, undefined);
     const pos = keyPosition(key);
     if (standIn && isPlain(cmd) && this.mayStandIn(pos)) return toBuffer(this.coordinate(cmd, key));
@@ -328,6 +334,7 @@ export class Router {
           const b = bs[j];
           if (b) return b;
           const one: Command = exptime === undefined ? { kind: 'get', keys: [cmd.keys[i]!], withCas: cmd.withCas } : { kind: 'gat', keys: [cmd.keys[i]!], withCas: cmd.withCas, exptime };
+          // An error line (unavailable) stays whole: it becomes the reply of the whole get.
           return Promise.resolve(this.forward(one, keyPosition(cmd.keys[i]!))).then((r) => stripEnd(replyToBuffer(r)));
         });
       });
@@ -344,8 +351,7 @@ export class Router {
   private forward(cmd: Command, pos: bigint): Promise<Reply> {
     const wire = encodeCommand(cmd);
     const reads = cmd.kind === 'get' || cmd.kind === 'gat' || cmd.kind === 'mg' || cmd.kind === 'me';
-    // A single-key get or gat (what a multi-get falls back to) names its key in `keys`.
-    const key = commandKey(cmd) ?? (cmd.kind === 'get' || cmd.kind === 'gat' ? cmd.keys[0]! : undefined);
+    const key = singleKey(cmd);
     if (key === undefined) throw new Error(`${cmd.kind} is not a single-key command`);
     return this.viaOwner<Reply>(pos, {
       local: () => this.coordinate(cmd, key),
@@ -447,7 +453,7 @@ function toBuffer(r: Maybe<Reply>): Maybe<Buffer> {
 
 /** A single-key get reply without its END line: the VALUE block, or nothing for a miss. */
 function stripEnd(b: Buffer): Buffer {
-  return b.subarray(0, b.length - 5);
+  return b.length >= 5 && b.toString('latin1', b.length - 5) === 'END\r\n' ? b.subarray(0, b.length - 5) : b;
 }
 
 export { tokenHex };

@@ -555,8 +555,7 @@ export class LocalKv {
    */
   private retouched(cur: StoredRecord, expiresAtMs: number): StoredRecord {
     const { siblings: _dropped, ...rest } = cur;
-    const clock = baseClock(cur);
-    return { ...rest, expiresAtMs, version: { clock: { ...clock, [this.opts.nodeId]: (clock[this.opts.nodeId] ?? 0) + 1 }, ts: cur.version.ts } };
+    return { ...rest, expiresAtMs, version: nextVersion({ clock: baseClock(cur), ts: cur.version.ts }, this.opts.nodeId, cur.version.ts) };
   }
 
   private makeRecord(prev: StoredRecord | undefined, value: Buffer, flags: number, expiresAtMs: number): StoredRecord {

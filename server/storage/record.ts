@@ -65,7 +65,16 @@ export function casText(ts: Hlc): string {
 /** The next version of a record written by `nodeId`, after `prev` (if any). */
 export function nextVersion(prev: Version | undefined, nodeId: string, ts: Hlc): Version {
   const counter = (prev?.clock[nodeId] ?? 0) + 1;
-  return { clock: { ...prev?.clock, [nodeId]: counter }, ts };
+  return { clock: sortedClock({ ...prev?.clock, [nodeId]: counter }), ts };
+}
+
+/** The clock with its ids in ascending order, so every replica encodes one version alike. */
+export function sortedClock(clock: VectorClock): VectorClock {
+  const ids = Object.keys(clock);
+  let sorted = true;
+  for (let i = 1; i < ids.length && sorted; i++) sorted = ids[i - 1]! < ids[i]!;
+  if (sorted) return clock;
+  return Object.fromEntries(ids.sort().map((id) => [id, clock[id]!]));
 }
 
 /**

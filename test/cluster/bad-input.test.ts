@@ -58,7 +58,8 @@ describe('bad input on the internal RPC', () => {
   let client: RpcClient;
 
   beforeAll(async () => {
-    master = await startMaster({ args: ['--lease-ms', '1500', '--vnodes', '8'] });
+    // One node: one copy (the default N=3, W=2 would rightly refuse every write).
+    master = await startMaster({ args: ['--lease-ms', '1500', '--vnodes', '8', '--n', '1', '--r', '1', '--w', '1'] });
     node = await startRingkv({ storage: 'memory', args: ['--master', `127.0.0.1:${master.port}`, '--id', 'n1', '--rpc-port', '0', '--renew-ms', '200', '--drift-ms', '100'] });
     const stats = JSON.parse((await request(node.httpPort!, 'GET', '/stats')).body.toString('utf8')) as Record<string, unknown>;
     expect(stats.cluster_leases_held).toBeGreaterThan(0);

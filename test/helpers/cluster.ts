@@ -1,5 +1,6 @@
 // Watching a test cluster through its master's GET /cluster: the view, bounded polling
-// until a condition holds, and which piece of the table covers a ring position.
+// until a condition holds, and which piece of the table covers a ring position; and each
+// node through its own HTTP port: what it holds for a key (GET /debug/local), its /stats.
 import type http from 'node:http';
 import { request } from './http.js';
 import { startMaster, startRingkv, type RunningServer } from '../../bench/lib/servers.js';
