@@ -119,6 +119,11 @@ interface WireResult {
   readonly siblings?: Array<{ value: Uint8Array; flags: number; cas: string; expiresAtMs: number }>;
 }
 
+/** The error of a request an earlier try of which may have reached a node: never "certainly not sent". */
+function mayHaveRun(e: RingkvError): RingkvError {
+  return e instanceof Unavailable && !e.sent ? new Unavailable(true, `${e.message} (an earlier try may have reached a node)`, { cause: e }) : e;
+}
+
 /** The per-request quorum fields of a request, when given (checked by the node against N). */
 function quorumOf(opts: RequestOptions): { r?: number; w?: number } {
   const q: { r?: number; w?: number } = {};
@@ -335,11 +340,13 @@ export class RingClient {
     // Plain reads and writes survive a dead owner: any node routes them to a replica that
     // coordinates in its place; a retry after the owner failed to answer goes elsewhere.
     const plain = PLAIN_OPS.has(req.op);
+    /** Some try may have reached a node: a write that then fails "may have happened". */
+    let reached = false;
     for (;;) {
       const route = this.table.route(pos);
       let member = route?.member;
       const leftMs = deadline - Date.now();
-      if (leftMs <= 0) throw this.expired(why, timeoutMs, req.op);
+      if (leftMs <= 0) throw this.expired(why, timeoutMs, req.op, reached);
       let via = false;
       if (plain && member !== undefined && this.isSuspect(member.id)) {
         const alt = this.alternate(member.id);
@@ -348,12 +355,16 @@ export class RingClient {
       if (route !== undefined && member !== undefined && member.status === 'up') {
         try {
           const callMs = idempotent || plain ? Math.min(leftMs, this.s.attemptTimeoutMs) : leftMs;
-          const body = via ? { req, route: true } : { req, generation: route.lease.generation };
+          // The deadline: a node that gets the request after the client gave up refuses it
+          // (a plain write may be retried elsewhere; a late run of this one must not win).
+          const deadline = Date.now() + callMs;
+          const body = via ? { req, route: true, deadline } : { req, generation: route.lease.generation, deadline };
           return await this.node(member.addrs.rpc).call<WireResult>('kv', body, { timeoutMs: callMs });
         } catch (e) {
           if (e instanceof RpcUnavailable || e instanceof RpcTimeout) this.suspects.set(member.id, Date.now() + SUSPECT_MS);
+          if (e instanceof RpcTimeout || (e instanceof RpcUnavailable && e.sent)) reached = true;
           const v = this.verdict(e, idempotent || plain, timeoutMs, `${req.op} on ${member.id}`);
-          if (!v.retry) throw v.error;
+          if (!v.retry) throw reached ? mayHaveRun(v.error) : v.error;
           why = v.error;
         }
       } else {
@@ -523,8 +534,9 @@ export class RingClient {
   }
 
   /** The error of a request whose deadline passed: why its last try failed. */
-  private expired(why: RingkvError | undefined, timeoutMs: number, what: string): RingkvError {
+  private expired(why: RingkvError | undefined, timeoutMs: number, what: string, reached = false): RingkvError {
     if (this.closed) return new Closed();
+    if (reached) return mayHaveRun(this.expired(why, timeoutMs, what));
     if (why instanceof Timeout || why instanceof Unavailable) return why;
     if (why === undefined) return new Timeout(timeoutMs, `${what}: no answer within ${timeoutMs} ms`);
     return new Unavailable(false, `${what}: no owner answered within ${timeoutMs} ms (last: ${why.message})`, { cause: why });

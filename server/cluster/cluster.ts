@@ -172,19 +172,22 @@ export async function startClusterMembership(
 
   const rpc = new RpcServer({ host: cfg.host, port: cfg.rpcPort });
   rpc.handle('mc', async (body: unknown) => {
-    const b = body as { cmd: WireCommand; generation?: number; standIn?: boolean };
-    return { reply: await router.serve(b.cmd, b.generation, b.standIn === true) };
+    const b = body as { cmd: WireCommand; generation?: number; standIn?: boolean; deadline?: unknown };
+    return { reply: await router.serve(b.cmd, b.generation, b.standIn === true, deadlineOf(b.deadline)) };
   });
   rpc.handle('mc.get', async (body: unknown) => {
     const b = body as { keys: string[]; withCas: boolean; exptime?: number };
     return { parts: await router.serveGet(b.keys, b.withCas, b.exptime) };
   });
   rpc.handle('kv', async (body: unknown) => {
-    const b = body as { req: KvRequest & { key: unknown; value?: unknown }; generation?: number; standIn?: boolean; route?: boolean };
+    const b = body as { req: KvRequest & { key: unknown; value?: unknown }; generation?: number; standIn?: boolean; route?: boolean; deadline?: unknown };
     // route: a client whose owner does not answer asks this node to route the request
     // (forward it, or find a replica to coordinate it) as it does for its own front-ends.
-    if (b.route === true) return router.runKv(kvRequestFromWire(b.req));
-    return router.serveKv(kvRequestFromWire(b.req), b.generation, b.standIn === true);
+    if (b.route === true) {
+      router.checkDeadline(deadlineOf(b.deadline));
+      return router.runKv(kvRequestFromWire(b.req));
+    }
+    return router.serveKv(kvRequestFromWire(b.req), b.generation, b.standIn === true, deadlineOf(b.deadline));
   });
   rpc.handle('kv.many', async (body: unknown) => {
     // One round trip per owner for a client's getMany: null where this node is not the owner.
@@ -298,4 +301,9 @@ function layoutOf(replicator: Replicator, selfId: string): AeLayout {
     if (replicas.includes(selfId)) ranges.push({ start: r.start, end: r.end, replicas });
   }
   return { fingerprint, ranges };
+}
+
+/** A request's deadline (Unix ms) from the wire; anything but a finite number means none. */
+function deadlineOf(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
 }

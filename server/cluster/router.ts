@@ -177,21 +177,29 @@ export class Router {
    * is a blind write), so the local record reflects R replicas; then the command on the
    * local store, whose write replicates to W before the reply.
    */
-  private coordinate(cmd: Command, key: string): Maybe<Reply> {
+  private coordinate(cmd: Command, key: string, deadline?: number): Maybe<Reply> {
     const rep = this.o.replicator;
     if (!rep) return execute(cmd, this.o.ctx);
     const sync = isBlind(cmd) ? undefined : rep.quorumRead([key]);
-    return sync ? sync.then(() => execute(cmd, this.o.ctx)) : execute(cmd, this.o.ctx);
+    if (!sync) return execute(cmd, this.o.ctx);
+    return sync.then(() => {
+      this.checkDeadline(deadline); // the quorum read took its time: the sender may have given up since
+      return execute(cmd, this.o.ctx);
+    });
   }
 
   /** The same for a structured request, with its own quorum sizes. */
-  private coordinateKv(req: KvRequest): Maybe<KvResult> {
+  private coordinateKv(req: KvRequest, deadline?: number): Maybe<KvResult> {
     const rep = this.o.replicator;
     if (!rep) return this.o.api.run(req);
     const q = quorumOf(req, rep);
     const run = () => rep.withQuorum(q, () => this.o.api.run(req));
     const sync = req.op === 'set' ? undefined : rep.quorumRead([req.key], q);
-    return sync ? sync.then(run) : run();
+    if (!sync) return run();
+    return sync.then(() => {
+      this.checkDeadline(deadline);
+      return run();
+    });
   }
 
   /** May this node coordinate a plain command for a down owner? Only as one of the key's replicas. */
@@ -200,20 +208,39 @@ export class Router {
   }
 
   /** The owner's side of a forwarded command. */
-  serve(w: WireCommand, senderGeneration: number | undefined, standIn = false): Maybe<Buffer> {
+  /** When a forward sent now is given up by its sender (Unix ms). */
+  private deadline(): number {
+    return this.o.now() + this.o.forwardTimeoutMs;
+  }
+
+  /**
+   * A forwarded request that arrives after its sender gave up is refused, not run: the
+   * sender may have retried it elsewhere meanwhile (a plain write, through a stand-in),
+   * and a late run would stamp an old request with a new timestamp, letting it win over
+   * writes acknowledged after it. Clocks agree to within the lease drift, which bounds
+   * the window this leaves.
+   */
+  checkDeadline(deadline: number | undefined): void {
+    if (deadline !== undefined && this.o.now() > deadline) {
+      throw Object.assign(new Error('the sender gave up on this request before it arrived'), { code: 'DEADLINE_EXCEEDED' });
+    }
+  }
+
+  serve(w: WireCommand, senderGeneration: number | undefined, standIn = false, deadline?: number): Maybe<Buffer> {
+    this.checkDeadline(deadline);
     const cmd = decodeCommand(w);
     if (cmd.kind === 'flush_all') return toBuffer(execute(cmd, this.o.ctx));
     const key = singleKey(cmd);
     if (key === undefined) throw new NotOwnerError(undefined, undefined);
     const pos = keyPosition(key);
-    if (standIn && isPlain(cmd) && this.mayStandIn(pos)) return toBuffer(this.coordinate(cmd, key));
+    if (standIn && isPlain(cmd) && this.mayStandIn(pos)) return toBuffer(this.coordinate(cmd, key, deadline));
     const held = this.o.owner.holds(pos);
     // Fencing: a sender that saw a newer generation knows the range moved on from us.
     if (held === undefined || (senderGeneration !== undefined && senderGeneration > held)) {
       const r = this.o.table.route(pos);
       throw new NotOwnerError(r?.lease.owner, r?.lease.generation);
     }
-    return toBuffer(this.coordinate(cmd, key));
+    return toBuffer(this.coordinate(cmd, key, deadline));
   }
 
   /** A structured request (HTTP, TS client) run on the owner of its key. */
@@ -223,7 +250,9 @@ export class Router {
     return this.viaOwner<KvResult>(pos, {
       local: () => this.coordinateKv(req),
       remote: (rpc, generation, standIn) =>
-        this.o.forwarder.call<KvResult>(rpc, 'kv', { req, generation, ...(standIn ? { standIn } : {}) }, this.o.forwardTimeoutMs).then(fromWire),
+        this.o.forwarder
+          .call<KvResult>(rpc, 'kv', { req, generation, deadline: this.deadline(), ...(standIn ? { standIn } : {}) }, this.o.forwardTimeoutMs)
+          .then(fromWire),
       plain: req.op === 'get' || req.op === 'set' || req.op === 'delete' || req.op === 'touch',
       answer: (e) => {
         throw e;
@@ -236,16 +265,17 @@ export class Router {
   }
 
   /** The owner's side of `kv`. */
-  serveKv(req: KvRequest, senderGeneration: number | undefined, standIn = false): Maybe<KvResult> {
+  serveKv(req: KvRequest, senderGeneration: number | undefined, standIn = false, deadline?: number): Maybe<KvResult> {
+    this.checkDeadline(deadline);
     const pos = keyPosition(req.key);
     const plain = req.op === 'get' || req.op === 'set' || req.op === 'delete' || req.op === 'touch';
-    if (standIn && plain && this.mayStandIn(pos)) return this.coordinateKv(req);
+    if (standIn && plain && this.mayStandIn(pos)) return this.coordinateKv(req, deadline);
     const held = this.o.owner.holds(pos);
     if (held === undefined || (senderGeneration !== undefined && senderGeneration > held)) {
       const r = this.o.table.route(pos);
       throw new NotOwnerError(r?.lease.owner, r?.lease.generation);
     }
-    return this.coordinateKv(req);
+    return this.coordinateKv(req, deadline);
   }
 
   /** The owner's side of a client's getMany (`kv.many`): null where this node is not the owner. */
@@ -357,7 +387,7 @@ export class Router {
       local: () => this.coordinate(cmd, key),
       remote: (rpc, generation, standIn) =>
         this.o.forwarder
-          .call<{ reply: Uint8Array }>(rpc, 'mc', { cmd: wire, generation, ...(standIn ? { standIn } : {}) }, this.o.forwardTimeoutMs)
+          .call<{ reply: Uint8Array }>(rpc, 'mc', { cmd: wire, generation, deadline: this.deadline(), ...(standIn ? { standIn } : {}) }, this.o.forwardTimeoutMs)
           .then((r) => Buffer.from(r.reply)),
       plain: isPlain(cmd),
       answer: (e) => `SERVER_ERROR ${String(e.message).replace(/[\r\n]/g, ' ')}\r\n`,

@@ -8,7 +8,6 @@
 import { casText, casUnique } from '../storage/record.js';
 import type { LocalKv, Maybe, StoreMode } from './local-kv.js';
 import { keyIsValid } from '../protocol/memcached/parser.js';
-import { versionsOf } from '../replication/versions.js';
 
 /** Per-request replication options (TS client): quorum sizes, and siblings on a get. */
 export interface KvOptions {
@@ -141,12 +140,12 @@ export class LocalKvApi {
     const now = kv.now();
     switch (req.op) {
       case 'get':
-        return then(kv.get(req.key), (r) => {
-          if (!r) return { status: 'NOT_FOUND' as const };
-          if (!req.siblings) return { status: 'OK' as const, item: item(r) };
-          const live = versionsOf(r).filter((v) => !v.tombstone && (v.expiresAtMs === 0 || v.expiresAtMs > now));
-          return { status: 'OK' as const, item: item(r), siblings: live.map(item) };
-        });
+        if (req.siblings) {
+          return then(kv.getVersions(req.key), (vs) =>
+            vs.length === 0 ? { status: 'NOT_FOUND' as const } : { status: 'OK' as const, item: item(vs[0]!), siblings: vs.map(item) },
+          );
+        }
+        return then(kv.get(req.key), (r) => (r ? { status: 'OK' as const, item: item(r) } : { status: 'NOT_FOUND' as const }));
       case 'set':
       case 'add':
       case 'replace':

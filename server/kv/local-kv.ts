@@ -18,7 +18,7 @@ import {
   type StoredRecord,
 } from '../storage/record.js';
 import type { Store } from '../storage/store.js';
-import { baseClock, compareClocks, mergeRecords, sameVersions } from '../replication/versions.js';
+import { baseClock, compareClocks, mergeRecords, sameVersions, versionsOf } from '../replication/versions.js';
 
 export type Maybe<T> = T | Promise<T>;
 
@@ -231,6 +231,20 @@ export class LocalKv {
     const r = this.lookupCounted(key);
     if (r) this.accessed(r);
     return this.afterDurable(key, r);
+  }
+
+  /**
+   * A get of every live concurrent version (siblings), newest first, counted as one get:
+   * a delete that is the newest version does not hide a live version concurrent with it.
+   */
+  getVersions(key: string): Maybe<StoredRecord[]> {
+    this.counters.cmd_get++;
+    const r = this.opts.store.get(key);
+    const now = this.now();
+    const live = r ? versionsOf(r).filter((v) => !v.tombstone && (v.expiresAtMs === 0 || v.expiresAtMs > now) && !this.isFlushed(v, now)) : [];
+    if (live.length > 0) this.counters.get_hits++;
+    else this.counters.get_misses++;
+    return this.afterDurable(key, live);
   }
 
   /** mg: a counted get that leaves the fetched bit alone (the caller reports h first). */

@@ -11,6 +11,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../server/clock.js';
 import { LocalKv } from '../../server/kv/local-kv.js';
+import { LocalKvApi } from '../../server/kv/api.js';
 import { compareClocks } from '../../server/replication/versions.js';
 import {
   casUnique,
@@ -173,6 +174,23 @@ describe.each([
   }
 
   const incoming = (value: string, clock: VectorClock, wallMs: number, logical = 0) => rec(value, { clock, ts: { wallMs, logical } });
+
+  it('a get with siblings shows a live version concurrent with a newer delete (which a plain get does not)', async () => {
+    const { kv } = await start();
+    await kv.merge('k', incoming('alive', { a: 1 }, T0 + 1));
+    await kv.merge('k', rec('', { clock: { b: 1 }, ts: { wallMs: T0 + 2, logical: 0 }, tombstone: true }));
+    expect(kv.raw('k')!.tombstone).toBe(true);
+    expect(kv.raw('k')!.siblings).toHaveLength(1);
+    const api = new LocalKvApi(kv);
+    expect((await api.run({ op: 'get', key: 'k' })).status).toBe('NOT_FOUND');
+    const r = await api.run({ op: 'get', key: 'k', siblings: true });
+    expect(r.status).toBe('OK');
+    expect(r.siblings?.map((x) => x.value.toString())).toEqual(['alive']);
+    expect(r.item?.value.toString()).toBe('alive');
+    // Only deletes left: not found, with or without siblings.
+    await kv.merge('k', rec('', { clock: { a: 2, b: 1 }, ts: { wallMs: T0 + 3, logical: 0 }, tombstone: true }));
+    expect((await api.run({ op: 'get', key: 'k', siblings: true })).status).toBe('NOT_FOUND');
+  });
 
   it('ignores a dominated or equal version', async () => {
     const { kv, changed, replicated } = await start();
