@@ -193,13 +193,15 @@ export class Replicator {
     const ring = this.ring();
     if (!s || !ring) return durable;
     const w = this.current.w ?? s.w;
-    const walk = ring.preferenceList(keyPosition(key), ring.size);
-    const list = walk.slice(0, s.n);
+    const pos = keyPosition(key);
+    const list = ring.preferenceList(pos, s.n);
     const selfIn = list.includes(this.o.selfId);
     const targets = list.filter((id) => id !== this.o.selfId);
     // Alone on the list (every other member down or gone): only a W of 1 can be met.
     if (targets.length === 0 && selfIn && w <= 1) return durable;
-    const fallbacks = walk.slice(s.n).filter((id) => id !== this.o.selfId);
+    // The nodes past the list, in ring order: walked only when a replica is down.
+    let fallbacks: string[] | undefined;
+    const fallbackList = (): string[] => (fallbacks ??= ring.preferenceList(pos, ring.size).filter((id) => id !== this.o.selfId && !list.includes(id)));
     const bytes = encodeRecord(record);
     return new Promise<void>((resolve, reject) => {
       let acks = 0;
@@ -231,7 +233,7 @@ export class Replicator {
         },
       );
       const hinted = (target: string): void => {
-        const f = fallbacks.findIndex((id) => this.reachable(id));
+        const f = fallbackList().findIndex((id) => this.reachable(id));
         if (f < 0) {
           // Nobody to hand it to: keep the hint here; it is a copy, but not one of the W.
           this.counters.hints_kept_locally++;
@@ -241,7 +243,7 @@ export class Replicator {
           );
           return;
         }
-        const via = fallbacks.splice(f, 1)[0]!;
+        const via = fallbackList().splice(f, 1)[0]!;
         this.send(via, [{ key, record: bytes, hintFor: target }]).then(
           () => {
             this.counters.hints_sent++;
