@@ -69,6 +69,7 @@ function nodeCommand(): Command {
     .option('--replica-timeout-ms <ms>', 'deadline of one replica call; slower peers count as down', intIn('--replica-timeout-ms', 10, 600_000), defaults.replicaTimeoutMs)
     .option('--forward-timeout-ms <ms>', 'deadline of one request forwarded to an owner', intIn('--forward-timeout-ms', 10, 600_000), defaults.forwardTimeoutMs)
     .option('--unavailable-ms <ms>', 'how long a request waits for an owner before SERVER_ERROR unavailable', intIn('--unavailable-ms', 10, 600_000), defaults.unavailableMs)
+    .option('--stream-mb-per-s <n>', 'rate of the data transfer when this node joins or leaves, MiB/s', intIn('--stream-mb-per-s', 1, 100_000), defaults.streamMbPerS)
     .option('--debug-faults', 'accept fault injection over HTTP (PUT /debug/partition); for tests only')
     .action(async (o: Record<string, unknown>) => {
       const cfg: NodeConfig = {
@@ -95,6 +96,7 @@ function nodeCommand(): Command {
         forwardTimeoutMs: o.forwardTimeoutMs as number,
         unavailableMs: o.unavailableMs as number,
         debugFaults: o.debugFaults === true,
+        streamMbPerS: o.streamMbPerS as number,
         ...(o.renewMs !== undefined ? { renewMs: o.renewMs as number } : {}),
         ...(o.driftMs !== undefined ? { driftMs: o.driftMs as number } : {}),
         ...(o.master ? { master: String(o.master) } : {}),
@@ -120,6 +122,12 @@ async function runNode(cfg: NodeConfig): Promise<void> {
   const rpc = node.rpcPort !== undefined ? ` rpc=${cfg.host}:${node.rpcPort}` : '';
   process.stdout.write(`ringkv node ready memcached=${cfg.host}:${node.port} http=${cfg.host}:${node.httpPort}${rpc} pid=${process.pid}\n`);
   onStop(() => node.close());
+  // Decommissioned (ringkv cluster remove): everything is handed over, so stop cleanly.
+  void node.left?.then(async () => {
+    process.stdout.write(`ringkv node ${cfg.id} left the cluster\n`);
+    await node.close();
+    process.exit(0);
+  });
 }
 
 const output = {

@@ -13,7 +13,7 @@
 //   table names, at most maxBatchKeys keys per kv.many, retry backoff capped at retryMaxMs.
 import { hash64, initHash } from '../ring/index.js';
 import { LeaseTable } from '../server/cluster/lease-table.js';
-import type { ChangesReply, WireMember } from '../server/master/core.js';
+import { IN_RING, type ChangesReply, type WireMember } from '../server/master/core.js';
 import { RpcBusy, RpcClient, RpcEncodeError, RpcError, RpcRemoteError, RpcTimeout, RpcUnavailable } from '../server/protocol/rpc/index.js';
 import { BadRequest, Closed, NonNumeric, RingkvError, ServerError, Timeout, Unavailable, ValueTooLarge } from './errors.js';
 import { checkFlags, checkItemSize, keyBytes, MAX_ITEM_SIZE_DEFAULT, ttlMs, u64Text, valueBytes, type Key, type Value } from './keys.js';
@@ -352,7 +352,7 @@ export class RingClient {
         const alt = this.alternate(member.id);
         if (alt) [member, via] = [alt, true];
       }
-      if (route !== undefined && member !== undefined && member.status === 'up') {
+      if (route !== undefined && member !== undefined && IN_RING.has(member.status)) {
         try {
           const callMs = idempotent || plain ? Math.min(leftMs, this.s.attemptTimeoutMs) : leftMs;
           // The deadline: a node that gets the request after the client gave up refuses it
@@ -411,7 +411,7 @@ export class RingClient {
           alone.push(e);
           continue;
         }
-        if (member === undefined || member.status !== 'up') {
+        if (member === undefined || !IN_RING.has(member.status)) {
           why = new Unavailable(false, `no live owner for a key in the lease table (lsn ${this.table.lsn})`);
           next.push(e);
           continue;

@@ -111,7 +111,8 @@ export function keyShares(leases: readonly Pick<ViewLease, 'start' | 'end' | 'ow
 export function problems(view: MasterView): string[] {
   const out: string[] = [];
   if (view.members.length === 0) out.push('no member has registered');
-  const notUp = view.members.filter((m) => m.status !== 'up');
+  // A member that left (decommissioned) is history, not a problem.
+  const notUp = view.members.filter((m) => m.status !== 'up' && m.status !== 'left');
   if (notUp.length > 0) out.push(`${notUp.length === 1 ? 'member' : 'members'} not up: ${notUp.map((m) => `${m.id} (${m.status})`).join(', ')}`);
   if (view.members.length > 0 && view.leases.length === 0) out.push('no pieces: the ring is not assigned');
   const moving = view.leases.filter((l) => l.movingTo !== undefined);

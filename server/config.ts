@@ -68,6 +68,8 @@ export interface NodeConfig {
   replicaTimeoutMs: number;
   /** Accept fault injection over HTTP (PUT /debug/partition): for tests only. */
   debugFaults: boolean;
+  /** Rate of a join's or a leave's data transfer, MiB per second. */
+  streamMbPerS: number;
 }
 
 export const MB = 1024 * 1024;
@@ -100,6 +102,7 @@ export const defaults: NodeConfig = {
   heartbeatMs: 1_000,
   replicaTimeoutMs: 1_000,
   debugFaults: false,
+  streamMbPerS: 64,
 };
 
 /** The smallest item size that still holds a 1-byte key and a 1-byte value. */

@@ -30,6 +30,8 @@ export interface RunningNode {
   /** In a cluster: the internal RPC port and the membership (leases, lease table). */
   readonly rpcPort?: number;
   readonly membership?: ClusterMembership;
+  /** In a cluster: resolves once this node has been decommissioned and handed everything over. */
+  readonly left?: Promise<void>;
   stats(): Record<string, string | number>;
   close(): Promise<void>;
 }
@@ -73,6 +75,11 @@ function clusterStats(m: ClusterMembership): Record<string, number | string> {
     anti_entropy_keys_exchanged: ae.keysExchanged,
     anti_entropy_ranges_differing: ae.rangesDiffering,
     peers_down: m.fd.downPeers().join(',') || '-',
+    cluster_status: m.table.members.get(m.selfId)?.status ?? 'unknown',
+    stream_keys_in: m.transfers.counters.stream_keys_in,
+    stream_bytes_in: m.transfers.counters.stream_bytes_in,
+    stream_keys_out: m.transfers.counters.stream_keys_out,
+    stream_bytes_out: m.transfers.counters.stream_bytes_out,
   };
 }
 
@@ -269,7 +276,7 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
     port,
     httpPort,
     kv,
-    ...(membership ? { rpcPort: membership.rpcPort, membership } : {}),
+    ...(membership ? { rpcPort: membership.rpcPort, membership, left: membership.left } : {}),
     stats,
     async close() {
       stopped = true;

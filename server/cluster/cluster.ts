@@ -21,6 +21,7 @@ import { HintStore, type HintSpace } from '../replication/hints.js';
 import { Replicator, type ReplicationSettings } from '../replication/replicator.js';
 import { AntiEntropy, type AeLayout, type AeRange } from '../replication/anti-entropy.js';
 import { MB } from '../config.js';
+import { Transfers } from './transfer.js';
 
 export interface ClusterMembership {
   readonly rpcPort: number;
@@ -33,6 +34,10 @@ export interface ClusterMembership {
   readonly fd: FailureDetector;
   /** When the last anti-entropy round that reached every replica peer started (0: none yet). */
   readonly aeCoveredMs: () => number;
+  readonly selfId: string;
+  readonly transfers: Transfers;
+  /** Resolves once this node has left the cluster (decommissioned, every lease handed over). */
+  readonly left: Promise<void>;
   /** Test fault injection: the node ids this node cannot reach from now on (empty: heal). */
   partition(ids: readonly string[]): void;
   /** Registers with the master (call once every listener is bound). */
@@ -90,6 +95,7 @@ export async function startClusterMembership(
         if (table.apply(reply)) {
           viewVersion++;
           noticeGrants();
+          noticeMove();
         }
       })
       .finally(() => {
@@ -148,6 +154,53 @@ export async function startClusterMembership(
     },
   });
   let aeCoveredMs = 0;
+
+  // Joins and leaves: this node's own status in the table starts its part of the move.
+  const transfers = new Transfers({
+    selfId: cfg.id,
+    replicator,
+    kv,
+    store,
+    hints,
+    members: () => table.members,
+    callPeer: (id, type, body) => replicator.callPeer(id, type, body),
+    callMaster: (type, body) => master.call(type, body, { timeoutMs: cfg.forwardTimeoutMs }),
+    refresh: () => refresh(),
+    mbPerS: cfg.streamMbPerS,
+    now: () => clock.now(),
+    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+  });
+  let moving: Promise<void> | undefined;
+  let leftResolve: () => void = () => {};
+  const left = new Promise<void>((r) => (leftResolve = r));
+  let progressTimer: NodeJS.Timeout | undefined;
+  const reportProgress = () => {
+    const p = transfers.progress();
+    if (p) void master.call('progress', { id: cfg.id, transfer: p }, { timeoutMs: cfg.forwardTimeoutMs }).catch(() => {});
+  };
+  const noticeMove = () => {
+    const status = table.members.get(cfg.id)?.status;
+    if (status === 'left') {
+      // Out of the ring: once every lease is recalled, this node's work is done.
+      if (owner.leases().length === 0) leftResolve();
+      return;
+    }
+    if (moving || closed || (status !== 'joining' && status !== 'leaving')) return;
+    const run = status === 'joining' ? () => transfers.join() : () => transfers.leave();
+    progressTimer ??= setInterval(reportProgress, 500);
+    progressTimer.unref();
+    moving = run()
+      .catch((e: unknown) => {
+        process.stderr.write(`ringkv: ${status === 'joining' ? 'join' : 'leave'} failed: ${e instanceof Error ? e.message : String(e)}\n`);
+      })
+      .finally(() => {
+        reportProgress();
+        if (progressTimer) clearInterval(progressTimer);
+        progressTimer = undefined;
+        moving = undefined;
+        void refresh().catch(() => {});
+      });
+  };
   kv.hooks = {
     replicate: (key, record, durable) => replicator.replicate(key, record, durable),
     changed: (key, record) => antiEntropy.noteWrite(key, record),
@@ -200,6 +253,7 @@ export async function startClusterMembership(
   rpc.handle('rep.put', (body: unknown) => replicator.receive(body));
   rpc.handle('rep.get', async (body: unknown) => replicator.serveGet(body));
   rpc.handle('ping', async () => ({}));
+  rpc.handle('stream.scan', (body: unknown) => transfers.serveScan(body));
   for (const type of ['ae.roots', 'ae.leaves', 'ae.keys'] as const) rpc.handle(type, (body: unknown) => antiEntropy.handle(type, body));
   rpc.handle('revoke', async (body: unknown) => owner.revoke((body as { leases: WireLease[] }).leases));
   const rpcPort = await rpc.listen();
@@ -247,12 +301,16 @@ export async function startClusterMembership(
     antiEntropy,
     fd,
     aeCoveredMs: () => aeCoveredMs,
+    selfId: cfg.id,
+    transfers,
+    left,
     partition(ids) {
       unreachable.clear();
       for (const id of ids) if (id !== cfg.id) unreachable.add(id);
     },
     async join(addrs) {
-      const info = { id: cfg.id, ...(cfg.zone ? { zone: cfg.zone } : {}), addrs: { ...addrs, rpc: `${cfg.host}:${rpcPort}` } };
+      // join: a node new to a running cluster copies its data in before it takes ranges.
+      const info = { id: cfg.id, ...(cfg.zone ? { zone: cfg.zone } : {}), addrs: { ...addrs, rpc: `${cfg.host}:${rpcPort}` }, join: true };
       await owner.start(info);
       await refresh();
       timer = setInterval(() => {
@@ -268,7 +326,7 @@ export async function startClusterMembership(
           .catch(() => {});
       }, cfg.lookupRefreshMs);
       timer.unref();
-      fd.start(() => [...table.members.values()].filter((m) => m.id !== cfg.id && m.status === 'up').map((m) => m.id));
+      fd.start(() => [...table.members.values()].filter((m) => m.id !== cfg.id && (m.status === 'up' || m.status === 'joining' || m.status === 'leaving')).map((m) => m.id));
       replicator.start(cfg.heartbeatMs);
       aeFingerprint = replicator.ringFingerprint();
       scheduleAntiEntropy(Math.min(cfg.antiEntropyMs, 1000));
@@ -276,6 +334,7 @@ export async function startClusterMembership(
     async close() {
       closed = true;
       if (timer) clearInterval(timer);
+      if (progressTimer) clearInterval(progressTimer);
       if (aeTimer) clearTimeout(aeTimer);
       fd.stop();
       replicator.stop();

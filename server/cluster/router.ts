@@ -11,7 +11,10 @@ import { hash64 } from '../../ring/index.js';
 import type { Maybe } from '../kv/local-kv.js';
 import type { Command } from '../protocol/memcached/commands.js';
 import { execute, type McContext, type Reply } from '../protocol/memcached/execute.js';
-import { tokenHex } from '../master/core.js';
+import { IN_RING, tokenHex } from '../master/core.js';
+
+/** Members that hold or will hold data: flush_all must reach them all. */
+const TAKES_TRAFFIC: ReadonlySet<string> = new Set(['up', 'joining', 'leaving']);
 import type { LeaseTable } from './lease-table.js';
 import { type KvRequest, type KvResult, type LocalKvApi } from '../kv/api.js';
 import type { Owner } from './owner.js';
@@ -438,7 +441,7 @@ export class Router {
         }
       }
       const member = target !== undefined ? this.o.table.members.get(target) : undefined;
-      if (route && member && member.status === 'up' && target !== this.o.selfId) {
+      if (route && member && IN_RING.has(member.status) && target !== this.o.selfId) {
         try {
           return await how.remote(member.addrs.rpc, route.lease.generation, standIn);
         } catch (err) {
@@ -465,7 +468,7 @@ export class Router {
   private async broadcast(cmd: Command): Promise<Reply> {
     const local = await execute(cmd, this.o.ctx);
     const wire = encodeCommand(cmd);
-    const others = [...this.o.table.members.values()].filter((m) => m.id !== this.o.selfId && m.status === 'up');
+    const others = [...this.o.table.members.values()].filter((m) => m.id !== this.o.selfId && TAKES_TRAFFIC.has(m.status));
     const results = await Promise.allSettled(others.map((m) => this.o.forwarder.call(m.addrs.rpc, 'mc', { cmd: wire }, this.o.forwardTimeoutMs)));
     const failed = others.filter((_, i) => results[i]!.status === 'rejected').map((m) => m.id);
     if (failed.length > 0 && !(cmd.kind === 'flush_all' && cmd.noreply)) return `SERVER_ERROR flush_all did not reach ${failed.join(',')}\r\n`;

@@ -31,7 +31,22 @@ export interface MemberInfo {
   readonly addrs: NodeAddrs;
 }
 
-export type MemberStatus = 'up' | 'down';
+/**
+ * up: in the ring, holds leases. down: stopped renewing (its lease ran out).
+ * joining: registered with `join`, renewing, but not yet in the ring: it is copying the
+ * data of the ranges it will hold from their replicas; `joined` makes it up.
+ * leaving: still in the ring (it keeps its leases and copies) while it hands its data to
+ * the nodes that take its ranges; `left` takes it out of the ring.
+ * left: out of the ring for good; it keeps renewing only until its pieces are recalled.
+ */
+export type MemberStatus = 'up' | 'down' | 'joining' | 'leaving' | 'left';
+
+/** Statuses whose members are in the ring the leases follow (and reads use). */
+export const IN_RING: ReadonlySet<MemberStatus> = new Set(['up', 'leaving']);
+/** Statuses whose members are in the ring as it will be once every move completes (writes also go there). */
+export const IN_NEXT_RING: ReadonlySet<MemberStatus> = new Set(['up', 'joining']);
+/** Statuses of members that renew. */
+const LIVE: ReadonlySet<MemberStatus> = new Set(['up', 'joining', 'leaving', 'left']);
 
 export interface MemberState extends MemberInfo {
   status: MemberStatus;
@@ -202,17 +217,29 @@ export class MasterCore {
 
   // ---- events ------------------------------------------------------------------------
 
-  /** A node announces itself (at start, or again after the master forgot it). */
-  register(info: MemberInfo, now: number): { grant: LeaseGrant; effects: Effect[] } {
+  /**
+   * A node announces itself (at start, or again after the master forgot it). With `join`,
+   * a node new to a cluster that already has members in the ring starts as joining: it
+   * copies its future ranges first and calls `joined`. A known node keeps a live status
+   * (a restart during its join or leave goes on with it); a down one is up again (it has
+   * its data; hints and anti-entropy bring it up to date). A node that left must not come
+   * back under the same id with its old data: refused.
+   */
+  register(info: MemberInfo, now: number, opts: { join?: boolean } = {}): { grant: LeaseGrant; effects: Effect[] } {
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(info.id)) throw new MasterError('BAD_MEMBER', `bad node id ${JSON.stringify(info.id)}`);
     const others = [...this.members.values()].filter((m) => m.id !== info.id);
     if (others.length > 0 && others.some((m) => (m.zone === undefined) !== (info.zone === undefined))) {
       throw new MasterError('ZONE_MISMATCH', 'either every node has a zone or none has');
     }
     const prev = this.members.get(info.id);
-    const member: MemberState = { ...info, status: 'up', renewedAtMs: now };
+    if (prev?.status === 'left') throw new MasterError('BAD_MEMBER', `node ${info.id} has left the cluster: join under a new id with an empty data directory`);
+    let status: MemberStatus;
+    if (prev && prev.status !== 'down') status = prev.status;
+    else if (!prev && opts.join && others.some((m) => IN_RING.has(m.status))) status = 'joining';
+    else status = 'up';
+    const member: MemberState = { ...info, status, renewedAtMs: now };
     this.members.set(info.id, member);
-    const changedMember = !prev || prev.status !== 'up' || JSON.stringify(wireMember(prev)) !== JSON.stringify(wireMember(member));
+    const changedMember = !prev || prev.status !== status || JSON.stringify(wireMember(prev)) !== JSON.stringify(wireMember(member));
     let effects: Effect[] = [];
     try {
       if (changedMember) effects = this.replan(now, [member]);
@@ -228,9 +255,46 @@ export class MasterCore {
   /** A node renews every lease it holds, in one message. */
   renew(nodeId: string, now: number): { grant: LeaseGrant; effects: Effect[] } {
     const m = this.members.get(nodeId);
-    if (!m || m.status !== 'up') throw new MasterError('UNKNOWN_NODE', `node ${nodeId} is not a live member: register again`);
+    if (!m || !LIVE.has(m.status)) throw new MasterError('UNKNOWN_NODE', `node ${nodeId} is not a live member: register again`);
     m.renewedAtMs = now;
     return { grant: this.renewPieces(m, now), effects: [] };
+  }
+
+  /** A joining node has copied the data of its future ranges: into the ring it goes. */
+  joined(nodeId: string, now: number): Effect[] {
+    const m = this.members.get(nodeId);
+    if (!m || !LIVE.has(m.status)) throw new MasterError('UNKNOWN_NODE', `node ${nodeId} is not a live member: register again`);
+    if (m.status !== 'joining') return [];
+    m.status = 'up';
+    m.renewedAtMs = now;
+    return this.replan(now, [m]);
+  }
+
+  /**
+   * Decommission: the node stays in the ring while it hands its data to the nodes that
+   * take its ranges, then calls `left`. Refused when fewer than `keep` members would stay
+   * in the ring (never fewer than N copies), or when the node is not up.
+   */
+  leave(nodeId: string, now: number, keep: number): Effect[] {
+    const m = this.members.get(nodeId);
+    if (!m) throw new MasterError('UNKNOWN_NODE', `no member ${nodeId}`);
+    if (m.status === 'leaving' || m.status === 'left') return [];
+    if (m.status !== 'up') throw new MasterError('BAD_MEMBER', `node ${nodeId} is ${m.status}: only an up node can leave`);
+    const staying = [...this.members.values()].filter((o) => o.id !== nodeId && o.status === 'up').length;
+    if (staying < keep) throw new MasterError('BAD_MEMBER', `${nodeId} cannot leave: ${staying} members would stay, fewer than ${keep}`);
+    const before = this.rows();
+    m.status = 'leaving';
+    return this.commit(before, [m]);
+  }
+
+  /** A leaving node has handed its data on: out of the ring; its pieces are recalled. */
+  left(nodeId: string, now: number): Effect[] {
+    const m = this.members.get(nodeId);
+    if (!m) throw new MasterError('UNKNOWN_NODE', `no member ${nodeId}`);
+    if (m.status === 'left') return [];
+    if (m.status !== 'leaving') throw new MasterError('BAD_MEMBER', `node ${nodeId} is ${m.status}, not leaving`);
+    m.status = 'left';
+    return this.replan(now, [m]);
   }
 
   /**
@@ -255,7 +319,8 @@ export class MasterCore {
   tick(now: number): Effect[] {
     const down: MemberState[] = [];
     for (const m of this.members.values()) {
-      if (m.status === 'up' && m.renewedAtMs + this.settings.leaseMs <= now) {
+      // A node that left may stop renewing: it is gone, not down.
+      if (LIVE.has(m.status) && m.status !== 'left' && m.renewedAtMs + this.settings.leaseMs <= now) {
         m.status = 'down';
         down.push(m);
       }
@@ -334,7 +399,7 @@ export class MasterCore {
   private replan(now: number, changedMembers: MemberState[]): Effect[] {
     const before = this.rows();
     const up: Member[] = [...this.members.values()]
-      .filter((m) => m.status === 'up')
+      .filter((m) => IN_RING.has(m.status))
       .map((m) => (m.zone === undefined ? { id: m.id } : { id: m.id, zone: m.zone }));
     if (up.length === 0) {
       // Nobody can hold a lease; pieces stay with their (down) owners until someone is up.
@@ -480,7 +545,7 @@ export class MasterCore {
     const effects: Effect[] = [];
     for (const [nodeId, pieces] of byOwner) {
       const m = this.members.get(nodeId);
-      if (m && m.status === 'up') effects.push({ type: 'recall', nodeId, rpc: m.addrs.rpc, leases: pieces.map((p) => ({ ...wire(p), recallId: p.recallId! })) });
+      if (m && LIVE.has(m.status)) effects.push({ type: 'recall', nodeId, rpc: m.addrs.rpc, leases: pieces.map((p) => ({ ...wire(p), recallId: p.recallId! })) });
     }
     return effects;
   }

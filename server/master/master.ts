@@ -75,6 +75,9 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock)
     return persisted;
   };
 
+  /** The last progress each moving node reported (joining: copied in; leaving: handed out). */
+  const transfers = new Map<string, Transfer & { atMs: number }>();
+
   const peers = new RpcPeers();
   const peer = (addr: string): RpcClient => peers.get(addr);
 
@@ -99,7 +102,7 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock)
 
   const rpc = new RpcServer({ host: cfg.host, port: cfg.port });
   rpc.handle('register', async (body: unknown) => {
-    const r = core.register(parseMember(body), clock.now());
+    const r = core.register(parseMember(body), clock.now(), { join: (body as { join?: unknown }).join === true });
     await run(r.effects);
     return r.grant;
   });
@@ -116,19 +119,68 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock)
   });
   rpc.handle('view', async () => {
     await persisted;
-    return core.view(clock.now());
+    return view();
   });
   rpc.handle('table', async () => {
     await persisted;
     return core.table();
   });
+  // Membership changes. `joined` and `left` come from the moving node itself, once its
+  // data is where it must be; `leave` from an operator (ringkv cluster remove, or HTTP).
+  const idOf = (body: unknown): string => String((body as { id?: unknown } | null)?.id ?? '');
+  rpc.handle('joined', async (body: unknown) => {
+    transfers.delete(idOf(body));
+    await run(core.joined(idOf(body), clock.now()));
+    return { status: core.member(idOf(body))?.status };
+  });
+  rpc.handle('leave', async (body: unknown) => {
+    await run(core.leave(idOf(body), clock.now(), cfg.n));
+    return { status: core.member(idOf(body))?.status };
+  });
+  rpc.handle('left', async (body: unknown) => {
+    transfers.delete(idOf(body));
+    await run(core.left(idOf(body), clock.now()));
+    return { status: core.member(idOf(body))?.status };
+  });
+  // A moving node's progress (not persisted: it is reported again every few hundred ms).
+  rpc.handle('progress', async (body: unknown) => {
+    const b = body as { id?: unknown; transfer?: unknown };
+    if (typeof b.id !== 'string' || !core.member(b.id) || typeof b.transfer !== 'object' || b.transfer === null) {
+      throw new MasterError('BAD_MEMBER', 'progress needs a known member id and a transfer object');
+    }
+    // Only a move in progress has progress to show (a late report after joined/left is dropped).
+    const status = core.member(b.id)?.status;
+    if (status === 'joining' || status === 'leaving') transfers.set(b.id, { ...(b.transfer as Transfer), atMs: clock.now() });
+    return {};
+  });
 
+  const view = () => {
+    const v = core.view(clock.now());
+    const moving = (m: { id: string; status: string }) => transfers.has(m.id) && (m.status === 'joining' || m.status === 'leaving');
+    return { ...v, members: v.members.map((m) => (moving(m) ? { ...m, transfer: transfers.get(m.id) } : m)) };
+  };
+  const sendJson = (res: http.ServerResponse, status: number, body: unknown) => {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  };
   const server = http.createServer((req, res) => {
     const url = req.url ?? '/';
     if (req.method === 'GET' && (url === '/cluster' || url.startsWith('/cluster?'))) {
-      const body = JSON.stringify(core.view(clock.now()));
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-      res.end(body);
+      sendJson(res, 200, view());
+      return;
+    }
+    // The admin API: POST /cluster/members/<id>/leave decommissions a node.
+    const leave = /^\/cluster\/members\/([^/?]+)\/leave$/.exec(url);
+    if (leave && req.method === 'POST') {
+      const id = decodeURIComponent(leave[1]!);
+      req.resume();
+      run(core.leave(id, clock.now(), cfg.n))
+        .then(() => sendJson(res, 202, { id, status: core.member(id)?.status }))
+        .catch((e: unknown) => {
+          const code = (e as { code?: unknown }).code;
+          sendJson(res, code === 'UNKNOWN_NODE' ? 404 : code === 'BAD_MEMBER' ? 409 : 500, { error: String(code ?? 'internal').toLowerCase(), message: e instanceof Error ? e.message : String(e) });
+        });
       return;
     }
     if (req.method === 'GET' && url === '/healthz') {
@@ -179,6 +231,21 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock)
 }
 
 export { splitAddr };
+
+/** A node's data transfer during a join or a leave, as it reports it. */
+export interface Transfer {
+  readonly direction: 'in' | 'out';
+  /** Records and bytes moved so far. */
+  readonly keys: number;
+  readonly bytes: number;
+  /** Fraction of the sources' key space scanned, 0..1. */
+  readonly fraction: number;
+  /** Bytes per second over the last seconds. */
+  readonly rateBytesPerS: number;
+  /** Seconds left at that rate, when known. */
+  readonly etaS?: number;
+  readonly done: boolean;
+}
 
 function parseMember(body: unknown): MemberInfo {
   const b = body as { id?: unknown; zone?: unknown; addrs?: Record<string, unknown> };

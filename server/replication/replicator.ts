@@ -21,7 +21,7 @@
 // and a periodic pass) and are deleted only once the target acknowledged that version.
 import { Ring, type Member } from '../../ring/index.js';
 import type { LocalKv } from '../kv/local-kv.js';
-import type { WireMember } from '../master/core.js';
+import { IN_NEXT_RING, IN_RING, type WireMember } from '../master/core.js';
 import { decodeRecord, encodeRecord, type StoredRecord } from '../storage/record.js';
 import { assert } from '../util/assert.js';
 import type { FailureDetector } from './failure-detector.js';
@@ -89,6 +89,17 @@ export interface ReplicationCounters {
   coordinated_for_down_owner: number;
 }
 
+interface RingCache {
+  version: number;
+  current: Ring | undefined;
+  fingerprint: string;
+  next: Ring | undefined;
+  nextFingerprint: string;
+}
+
+/** Members that take replica writes. */
+const TAKES_WRITES: ReadonlySet<string> = new Set(['up', 'joining', 'leaving']);
+
 /** Keys per rep.get: answers are not split by bytes, so few enough that 1 MiB items fit a frame. */
 const READ_KEYS_PER_CALL = 32;
 
@@ -108,7 +119,7 @@ export class Replicator {
     read_repairs: 0,
     coordinated_for_down_owner: 0,
   };
-  private ringCache: { version: number; ring: Ring | undefined; fingerprint: string } = { version: -1, ring: undefined, fingerprint: '' };
+  private ringCache: RingCache = { version: -1, current: undefined, fingerprint: '', next: undefined, nextFingerprint: '' };
   /** The quorum of the request running now (set around its synchronous part). */
   private current: Quorum = {};
   private readonly replaying = new Set<string>();
@@ -120,30 +131,60 @@ export class Replicator {
 
   // ---- the ring of live members ---------------------------------------------------
 
-  /** The ring of members the master calls up (the same ring the master grants leases on). */
+  /**
+   * The ring the leases follow and reads use: members up or leaving (the master grants
+   * leases on the same one). While a node joins or leaves, the next ring (members up or
+   * joining) differs: writes go to both lists, so a joining node gets every new write
+   * while it copies the old ones, and a leaving node's successor too.
+   */
   ring(): Ring | undefined {
+    return this.rings().current;
+  }
+
+  /** The ring as it will be once every join and leave completes. */
+  nextRing(): Ring | undefined {
+    return this.rings().next;
+  }
+
+  private rings(): RingCache {
     const v = this.o.viewVersion();
     if (this.ringCache.version !== v) {
       const s = this.o.settings();
-      const up: Member[] = [...this.o.members().values()]
-        .filter((m) => m.status === 'up')
-        .map((m) => (m.zone === undefined ? { id: m.id } : { id: m.id, zone: m.zone }))
-        .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-      const ring = s && up.length > 0 ? Ring.build(up, { vnodes: s.vnodes }) : undefined;
-      this.ringCache = { version: v, ring, fingerprint: `${s?.vnodes}/${s?.n}/${up.map((m) => `${m.id}@${m.zone ?? ''}`).join(',')}` };
+      const build = (statuses: ReadonlySet<string>) => {
+        const members: Member[] = [...this.o.members().values()]
+          .filter((m) => statuses.has(m.status))
+          .map((m) => (m.zone === undefined ? { id: m.id } : { id: m.id, zone: m.zone }))
+          .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+        const ring = s && members.length > 0 ? Ring.build(members, { vnodes: s.vnodes }) : undefined;
+        return { ring, fingerprint: `${s?.vnodes}/${s?.n}/${members.map((m) => `${m.id}@${m.zone ?? ''}`).join(',')}` };
+      };
+      const cur = build(IN_RING);
+      const next = build(IN_NEXT_RING);
+      this.ringCache = { version: v, current: cur.ring, fingerprint: cur.fingerprint, next: next.ring, nextFingerprint: next.fingerprint };
     }
-    return this.ringCache.ring;
+    return this.ringCache;
   }
 
   /** Names the ring: equal on two nodes exactly when they compute the same ranges and preference lists. */
   ringFingerprint(): string {
-    this.ring();
-    return this.ringCache.fingerprint;
+    return this.rings().fingerprint;
   }
 
-  /** The key's preference list: N distinct live members clockwise from its position. */
+  nextRingFingerprint(): string {
+    return this.rings().nextFingerprint;
+  }
+
+  /** The key's preference list: N distinct members of the current ring clockwise from its position. */
   preferenceList(pos: bigint): string[] {
     const ring = this.ring();
+    const s = this.o.settings();
+    if (!ring || !s) return [];
+    return ring.preferenceList(pos, s.n);
+  }
+
+  /** The key's preference list in the next ring (equal to preferenceList unless a node joins or leaves). */
+  nextPreferenceList(pos: bigint): string[] {
+    const ring = this.nextRing();
     const s = this.o.settings();
     if (!ring || !s) return [];
     return ring.preferenceList(pos, s.n);
@@ -170,8 +211,10 @@ export class Replicator {
     return q;
   }
 
+  /** A member that takes replica traffic (up, joining or leaving) and answers, as far as this node knows. */
   reachable(id: string): boolean {
-    return this.o.members().get(id)?.status === 'up' && !this.o.fd.isDown(id);
+    const status = this.o.members().get(id)?.status;
+    return status !== undefined && TAKES_WRITES.has(status) && !this.o.fd.isDown(id);
   }
 
   // ---- the coordinator ------------------------------------------------------------
@@ -197,6 +240,14 @@ export class Replicator {
     const list = ring.preferenceList(pos, s.n);
     const selfIn = list.includes(this.o.selfId);
     const targets = list.filter((id) => id !== this.o.selfId);
+    // A node joining (or taking over from one leaving) gets the write too, not counted
+    // toward W: its copy counts once the ring has moved.
+    const next = this.nextRing();
+    if (next && this.nextRingFingerprint() !== this.ringFingerprint()) {
+      for (const id of next.preferenceList(pos, s.n)) {
+        if (id !== this.o.selfId && !list.includes(id)) this.sendPending(id, key, record);
+      }
+    }
     // Alone on the list (every other member down or gone): only a W of 1 can be met.
     if (targets.length === 0 && selfIn && w <= 1) return durable;
     // The nodes past the list, in ring order: walked only when a replica is down.
@@ -372,6 +423,18 @@ export class Replicator {
     if (theirs && sameVersions(theirs, ours)) return;
     this.counters.read_repairs++;
     void this.send(from, [{ key, record: encodeRecord(ours) }]).catch(() => {});
+  }
+
+  /** A copy for a node of the next ring only: best effort, a hint when it does not answer. */
+  private sendPending(id: string, key: string, record: StoredRecord): void {
+    const bytes = encodeRecord(record);
+    const keep = () => void this.o.hints.add(id, key, record).catch(() => {});
+    if (!this.reachable(id)) return keep();
+    this.counters.replica_writes++;
+    this.send(id, [{ key, record: bytes }]).catch(() => {
+      this.counters.replica_write_failures++;
+      keep();
+    });
   }
 
   // ---- the replica ----------------------------------------------------------------

@@ -30,7 +30,10 @@ export async function until(master: RunningServer, ok: (v: ClusterView) => boole
 
 /** Every piece held by one of `ids`, none moving, every lease renewed. */
 export const settled = (ids: string[]) => (v: ClusterView) =>
-  v.leases.length > 0 && v.leases.every((l) => ids.includes(l.owner) && l.movingTo === undefined && l.expiresInMs > 0);
+  // Every id up (a joining node holds nothing yet, so the leases alone would look settled).
+  ids.every((id) => v.members.some((m) => m.id === id && m.status === 'up')) &&
+  v.leases.length > 0 &&
+  v.leases.every((l) => ids.includes(l.owner) && l.movingTo === undefined && l.expiresInMs > 0);
 
 /** The piece `(start, end]` containing `pos` (the wrapping piece and the whole ring included). */
 export function pieceOf(v: ClusterView, pos: bigint): ClusterView['leases'][number] {
