@@ -22,6 +22,21 @@ export interface ViewMember {
   readonly status: string;
   readonly lastRenewalAgoMs: number;
   readonly pieces: number;
+  /** A joining or leaving member's data transfer, as it last reported it. */
+  readonly transfer?: ViewTransfer;
+}
+
+/** What a moving node reports (server/master/master.ts, Transfer). */
+export interface ViewTransfer {
+  /** in: a joiner copying its future ranges in; out: a leaver handing its data on. */
+  readonly direction: 'in' | 'out';
+  readonly keys: number;
+  readonly bytes: number;
+  /** 0..1 */
+  readonly fraction: number;
+  readonly rateBytesPerS: number;
+  readonly etaS?: number;
+  readonly done: boolean;
 }
 
 export interface ViewLease {
@@ -79,6 +94,12 @@ export function parseView(body: unknown): MasterView {
       throw new BadViewError(`bad member in view: ${JSON.stringify(m).slice(0, 200)}`);
     }
     if (x.zone !== undefined && !isStr(x.zone)) throw new BadViewError(`bad zone of member ${x.id}`);
+    if (x.transfer !== undefined) {
+      const t = x.transfer as Partial<Record<keyof ViewTransfer, unknown>> | null;
+      if (!t || (t.direction !== 'in' && t.direction !== 'out') || !isNum(t.keys) || !isNum(t.bytes) || !isNum(t.fraction) || !isNum(t.rateBytesPerS) || typeof t.done !== 'boolean' || (t.etaS !== undefined && !isNum(t.etaS))) {
+        throw new BadViewError(`bad transfer of member ${x.id}: ${JSON.stringify(x.transfer).slice(0, 200)}`);
+      }
+    }
   }
   for (const l of v.leases as unknown[]) {
     const x = l as Partial<Record<keyof ViewLease, unknown>> | null;
@@ -140,6 +161,24 @@ export function summarize(view: MasterView): StatusSummary {
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)}s`;
 
+const MIB = 1024 * 1024;
+/** Bytes as MiB with one decimal, e.g. "5.1". */
+export const mib = (bytes: number): string => (bytes / MIB).toFixed(1);
+/** A fraction 0..1 as a whole percentage, never 100 before it is done. */
+export const percent = (fraction: number, done = fraction >= 1): string => `${done ? 100 : Math.min(99, Math.floor(Math.max(0, fraction) * 100))}%`;
+
+/** A transfer in full: "52% 1234 keys 5.1 MiB 3.2 MiB/s eta 4s" (eta only while known). */
+export function formatTransfer(t: Pick<ViewTransfer, 'keys' | 'bytes' | 'fraction' | 'rateBytesPerS' | 'etaS' | 'done'>): string {
+  const eta = t.etaS !== undefined && !t.done ? ` eta ${Math.round(t.etaS)}s` : '';
+  return `${percent(t.fraction, t.done)} ${t.keys} keys ${mib(t.bytes)} MiB ${mib(t.rateBytesPerS)} MiB/s${eta}`;
+}
+
+/** The STATUS cell: the status, and for a moving member its progress, e.g. "joining 37% 2.1 MiB/s". */
+export function statusCell(m: Pick<ViewMember, 'status' | 'transfer'>): string {
+  if (!m.transfer || (m.status !== 'joining' && m.status !== 'leaving')) return m.status;
+  return `${m.status} ${percent(m.transfer.fraction, m.transfer.done)} ${mib(m.transfer.rateBytesPerS)} MiB/s`;
+}
+
 /** Columns padded to their widest cell; the last column is not padded. */
 function table(rows: readonly (readonly string[])[]): string[] {
   const widths: number[] = [];
@@ -147,15 +186,21 @@ function table(rows: readonly (readonly string[])[]): string[] {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
 }
 
-/** The human form: a header line, a member table, the moving pieces, and the health line last. */
+/**
+ * The human form: a header line, a member table (a moving member's STATUS with its
+ * progress), the members that left (one line, not in the table), the moving pieces, and
+ * the health line last. `members=` counts the members still in the cluster.
+ */
 export function formatStatus(master: string, s: StatusSummary): string[] {
-  const lines = [`master ${master} lsn=${s.lsn} lease=${s.leaseMs}ms members=${s.members.length} pieces=${s.leases.length}`];
+  const current = s.members.filter((m) => m.status !== 'left');
+  const gone = s.members.filter((m) => m.status === 'left');
+  const lines = [`master ${master} lsn=${s.lsn} lease=${s.leaseMs}ms members=${current.length} pieces=${s.leases.length}`];
   const rows = [['ID', 'ZONE', 'STATUS', 'MEMCACHED', 'HTTP', 'RPC', 'PIECES', 'SHARE', 'GENERATIONS', 'RENEWED']];
-  for (const m of s.members) {
+  for (const m of current) {
     rows.push([
       m.id,
       m.zone ?? '-',
-      m.status,
+      statusCell(m),
       m.addrs.memcached,
       m.addrs.http,
       m.addrs.rpc,
@@ -166,6 +211,8 @@ export function formatStatus(master: string, s: StatusSummary): string[] {
     ]);
   }
   lines.push(...table(rows));
+  // A member that left still holds pieces until they are recalled: say so.
+  if (gone.length > 0) lines.push(`left: ${gone.map((m) => (m.pieces > 0 ? `${m.id} (handing over ${m.pieces} ${m.pieces === 1 ? 'piece' : 'pieces'})` : m.id)).join(', ')}`);
   const moving = s.leases.filter((l) => l.movingTo !== undefined);
   if (moving.length === 0) lines.push('moving: none');
   else {
