@@ -23,6 +23,8 @@ interface CliOptions {
   preload: boolean;
   seed: number;
   json: boolean;
+  timeline: boolean;
+  startAtMs?: number;
 }
 
 const program = new Command('loadgen')
@@ -41,6 +43,8 @@ const program = new Command('loadgen')
   .option('--max-requests <n>', 'stop the window after this many replies', intArg(1, Number.MAX_SAFE_INTEGER), d.maxRequests)
   .option('--no-preload', 'skip setting every key before the run')
   .option('--seed <n>', 'seed of the key/operation sequence', intArg(0, 2 ** 31 - 1), d.seed)
+  .option('--timeline', 'also report every second of the measured window (ops, errors, p50/p99/max)', false)
+  .option('--start-at-ms <ms>', 'open the measured window at this wall-clock time (ms since the epoch) instead of after --warmup-s', intArg(0, Number.MAX_SAFE_INTEGER))
   .option('--json', 'print the report as one line of JSON', false)
   .parse();
 
@@ -60,6 +64,8 @@ const settings: LoadSettings = {
   maxRequests: o.maxRequests,
   preload: o.preload,
   seed: o.seed,
+  ...(o.timeline ? { timeline: true } : {}),
+  ...(o.startAtMs !== undefined ? { startAtMs: o.startAtMs } : {}),
 };
 
 try {
@@ -77,6 +83,10 @@ try {
         `gets ${r.gets} (hits ${r.hits}, misses ${r.misses})  sets ${r.sets}  errors ${r.errors}${r.errorSamples.length ? ': ' + r.errorSamples.join(' | ') : ''}`,
       ].join('\n'),
     );
+    for (const [i, t] of (r.timeline?.samples ?? []).entries()) {
+      const p = (x: number | null) => (x === null ? '-' : f(x));
+      console.log(`  second ${String(i).padStart(3)}  ops/s ${String(Math.round(t.ops / Math.max(t.spanS, 1e-9))).padStart(7)}  p50 ${p(t.p50Ms)}  p99 ${p(t.p99Ms)}  max ${p(t.maxMs)}  errors ${t.errors}${t.spanS < 1 ? `  (${t.spanS.toFixed(2)} s)` : ''}`);
+    }
   }
 } catch (e) {
   console.error(`loadgen: ${(e as Error).message}`);

@@ -9,6 +9,13 @@
 // its requests leave together) and one per read batch (all its replies arrived together),
 // recorded in nanoseconds into a log-linear histogram (< 0.8 % bucket error).
 //
+// With `timeline`, the measured window is also cut into 1-second buckets (from the
+// instant it opens): each bucket counts the replies that arrived in it and keeps their
+// latencies in a histogram of its own, summarized when the next second begins (so memory
+// stays one histogram however long the run). With `startAtMs`, the window opens at that
+// wall-clock instant instead of after `warmupS`, so several generator processes measure
+// the same seconds.
+//
 // The generator shares the machine with the server under test, so callers run it in its
 // own process (`runLoadInChild`) to keep it off the server's event loop, with identical
 // settings for every target.
@@ -46,6 +53,15 @@ export interface LoadSettings {
   preload: boolean;
   /** Seed of the key and operation sequence. */
   seed: number;
+  /** Also report per-second samples of the measured window (`LoadReport.timeline`). Off when absent. */
+  timeline?: boolean;
+  /**
+   * Open the measured window at this wall-clock instant (ms since the epoch) rather than
+   * `warmupS` after the preload: the load between preload and this instant is the warm-up
+   * (`warmupS` is then unused). A preload that ends later opens the window at once
+   * (`LoadReport.lateStartMs` says by how much). Absent: `warmupS` as usual.
+   */
+  startAtMs?: number;
 }
 
 export const defaultLoadSettings: Omit<LoadSettings, 'port'> = {
@@ -81,9 +97,34 @@ export const loadLimits = {
   /** Unparsed reply bytes a connection may hold (a reply larger than this is an error). */
   rxBytesMax: 2 * 1024 * 1024,
   errorSamplesMax: 5,
+  /** How far in the future `startAtMs` may lie, ms. */
+  startAheadMsMax: 600_000,
 } as const;
 
 export type StopReason = 'duration' | 'max-requests' | 'connections-lost';
+
+/** One second of the measured window (`LoadSettings.timeline`). */
+export interface TimelineSample {
+  /** Wall-clock start of this second, ms since the epoch (window start + index s). */
+  atMs: number;
+  /** Seconds of the measured window inside this bucket: 1, except the last one may be shorter. */
+  spanS: number;
+  /** Replies received in this second, and the errors among them (connections lost included). */
+  ops: number;
+  errors: number;
+  /** Latency of those replies, ms; null when the second had no reply. */
+  p50Ms: number | null;
+  p99Ms: number | null;
+  maxMs: number | null;
+}
+
+export interface LoadTimeline {
+  /** Wall-clock instant the measured window opened, ms since the epoch (bucket 0 starts here). */
+  originMs: number;
+  bucketMs: number;
+  /** Every second of the window, in order, seconds without replies included. */
+  samples: TimelineSample[];
+}
 
 export interface LoadReport {
   settings: LoadSettings;
@@ -104,6 +145,10 @@ export interface LoadReport {
   /** Latency histogram in nanoseconds. */
   histogramNs: HistogramSnapshot;
   stoppedBy: StopReason;
+  /** Per-second samples, with `settings.timeline` only. */
+  timeline?: LoadTimeline;
+  /** With `settings.startAtMs`: how late the window opened after it, ms (0 on time). */
+  lateStartMs?: number;
 }
 
 export function validateSettings(s: LoadSettings): void {
@@ -118,6 +163,23 @@ export function validateSettings(s: LoadSettings): void {
   assert(s.warmupS >= 0 && s.warmupS <= L.durationSMax, `warm-up ${s.warmupS} s`);
   assert(Number.isSafeInteger(s.maxRequests) && s.maxRequests >= 1, `max requests ${s.maxRequests}`);
   assert(s.dist === 'uniform' || s.dist === 'zipf', `dist ${String(s.dist)}`);
+  if (s.startAtMs !== undefined) {
+    assert(Number.isFinite(s.startAtMs) && s.startAtMs - Date.now() <= L.startAheadMsMax, `start at ${s.startAtMs} is more than ${L.startAheadMsMax} ms away`);
+  }
+}
+
+/** Bucket length of the timeline. */
+const timelineBucketMs = 1000;
+
+/** The second being filled, and the samples of the seconds before it. */
+interface TimelineState {
+  originNs: number;
+  originMs: number;
+  index: number;
+  hist: Histogram;
+  ops: number;
+  errors: number;
+  samples: TimelineSample[];
 }
 
 /** All request bytes for every key, in two blobs with offset tables (few objects, ~35 B a key). */
@@ -267,6 +329,8 @@ class LoadRun {
   private errors = 0;
   private readonly errorSamples: string[] = [];
   private stoppedBy: StopReason = 'duration';
+  private tl: TimelineState | undefined;
+  private lateStartMs = 0;
   private timers: NodeJS.Timeout[] = [];
   private onPreloaded: ((error?: Error) => void) | undefined;
   private onDrained: (() => void) | undefined;
@@ -291,13 +355,19 @@ class LoadRun {
       const finished = new Promise<void>((resolve) => (this.onDrained = resolve));
       this.phase = 'warmup';
       for (const c of this.conns) this.fill(c);
+      const warmupMs = this.s.startAtMs === undefined ? this.s.warmupS * 1000 : Math.max(0, this.s.startAtMs - Date.now());
       this.timers.push(
         setTimeout(() => {
           if (this.phase !== 'warmup') return; // every connection was lost during warm-up
           this.measureStartNs = this.nowNs();
           this.phase = 'measure';
+          const wallMs = Date.now();
+          if (this.s.startAtMs !== undefined) this.lateStartMs = Math.max(0, wallMs - this.s.startAtMs);
+          if (this.s.timeline) {
+            this.tl = { originNs: this.measureStartNs, originMs: wallMs, index: 0, hist: new Histogram(), ops: 0, errors: 0, samples: [] };
+          }
           this.timers.push(setTimeout(() => this.stop('duration'), this.s.durationS * 1000));
-        }, this.s.warmupS * 1000),
+        }, warmupMs),
       );
       await finished;
     } finally {
@@ -359,7 +429,36 @@ class LoadRun {
 
   private fail(sample: string): void {
     this.errors++;
+    if (this.phase === 'measure' && this.tl) this.second(this.nowNs()).errors++;
     this.sample(sample);
+  }
+
+  /** The timeline's bucket for instant `nowNs`, closing the seconds before it. */
+  private second(nowNs: number): TimelineState {
+    const tl = this.tl!;
+    const index = Math.floor((nowNs - tl.originNs) / (timelineBucketMs * 1e6));
+    // Bounded: one pass per elapsed second of a window at most durationSMax long.
+    while (tl.index < index) this.closeSecond(1);
+    return tl;
+  }
+
+  private closeSecond(spanS: number): void {
+    const tl = this.tl!;
+    const h = tl.hist;
+    const ms = (ns: number) => (h.count === 0 ? null : ns / 1e6);
+    tl.samples.push({
+      atMs: tl.originMs + tl.index * timelineBucketMs,
+      spanS,
+      ops: tl.ops,
+      errors: tl.errors,
+      p50Ms: ms(h.count === 0 ? 0 : h.quantile(0.5)),
+      p99Ms: ms(h.count === 0 ? 0 : h.quantile(0.99)),
+      maxMs: ms(h.max),
+    });
+    tl.index++;
+    tl.hist = new Histogram();
+    tl.ops = 0;
+    tl.errors = 0;
   }
 
   private sample(text: string): void {
@@ -480,6 +579,11 @@ class LoadRun {
     else if (reply === Reply.Miss) this.misses++;
     else if (reply === Reply.Error) this.fail(errorLine() || 'bad value length');
     this.hist.record(nowNs - startNs);
+    if (this.tl) {
+      const second = this.second(nowNs);
+      second.ops++;
+      second.hist.record(nowNs - startNs);
+    }
     if (this.ops >= this.s.maxRequests) this.stop('max-requests');
     return true;
   }
@@ -499,7 +603,21 @@ class LoadRun {
     else this.stop('connections-lost');
   }
 
+  /** Closes the timeline at the window's end: every second up to it, the last one partial. */
+  private finishTimeline(): LoadTimeline | undefined {
+    if (!this.s.timeline) return undefined;
+    const tl = this.tl;
+    if (!tl) return { originMs: Date.now(), bucketMs: timelineBucketMs, samples: [] }; // the window never opened
+    const endS = (this.measureEndNs - tl.originNs) / (timelineBucketMs * 1e6);
+    // Bounded like second(): the whole seconds left, then the partial last one.
+    while (tl.index + 1 <= endS) this.closeSecond(1);
+    const rest = endS - tl.index;
+    if (rest > 1e-6 || tl.ops > 0 || tl.errors > 0) this.closeSecond(Math.max(0, rest));
+    return { originMs: tl.originMs, bucketMs: timelineBucketMs, samples: tl.samples };
+  }
+
   private report(): LoadReport {
+    const timeline = this.finishTimeline();
     const measuredS = Math.max(1e-9, (this.measureEndNs - this.measureStartNs) / 1e9);
     const ms = (ns: number) => ns / 1e6;
     const h = this.hist;
@@ -528,6 +646,8 @@ class LoadRun {
       },
       histogramNs: h.snapshot(),
       stoppedBy: this.stoppedBy,
+      ...(timeline ? { timeline } : {}),
+      ...(this.s.startAtMs !== undefined ? { lateStartMs: this.lateStartMs } : {}),
     };
   }
 }
@@ -557,21 +677,38 @@ export function loadArgs(s: LoadSettings): string[] {
     '--max-requests', String(s.maxRequests),
     '--seed', String(s.seed),
     ...(s.preload ? [] : ['--no-preload']),
+    ...(s.timeline ? ['--timeline'] : []),
+    ...(s.startAtMs !== undefined ? ['--start-at-ms', String(Math.round(s.startAtMs))] : []),
   ];
 }
 
 /** Bytes of child stdout kept (the JSON report is a few kB). */
 const childOutputBytesMax = 4 * 1024 * 1024;
 
+export interface ChildOptions {
+  /** Aborting kills the child by PID (SIGKILL) and rejects: for a caller that is stopping. */
+  signal?: AbortSignal;
+}
+
 /**
  * Runs the generator as a separate Node process (its own event loop and heap, one core's
- * worth of work) and returns its JSON report. The child is killed by PID if it overruns.
+ * worth of work) and returns its JSON report. The child is killed by PID if it overruns,
+ * or when `options.signal` aborts.
  */
-export function runLoadInChild(settings: LoadSettings): Promise<LoadReport> {
+export function runLoadInChild(settings: LoadSettings, options: ChildOptions = {}): Promise<LoadReport> {
   validateSettings(settings);
-  const budgetMs = loadLimits.preloadMsMax + (settings.warmupS + settings.durationS) * 1000 + loadLimits.drainMsMax + 15_000;
+  const waitMs = settings.startAtMs === undefined ? settings.warmupS * 1000 : Math.max(0, settings.startAtMs - Date.now());
+  const budgetMs = loadLimits.preloadMsMax + waitMs + settings.durationS * 1000 + loadLimits.drainMsMax + 15_000;
+  const { signal } = options;
+  if (signal?.aborted) return Promise.reject(new Error('loadgen not started: aborted'));
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [loadgenCliPath, ...loadArgs(settings), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const onAbort = () => {
+      child.kill('SIGKILL');
+      clearTimeout(timer);
+      reject(new Error(`loadgen (pid ${child.pid}) stopped: aborted`));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => {
@@ -586,10 +723,12 @@ export function runLoadInChild(settings: LoadSettings): Promise<LoadReport> {
     }, budgetMs);
     child.once('error', (e) => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       reject(e);
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       if (code !== 0) {
         reject(new Error(`loadgen exited with ${code}: ${err.trim()}`));
         return;
