@@ -171,6 +171,7 @@ export async function startClusterMembership(
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
   });
   let moving: Promise<void> | undefined;
+  let finishing: Promise<void> | undefined;
   let leftResolve: () => void = () => {};
   const left = new Promise<void>((r) => (leftResolve = r));
   let progressTimer: NodeJS.Timeout | undefined;
@@ -181,8 +182,10 @@ export async function startClusterMembership(
   const noticeMove = () => {
     const status = table.members.get(cfg.id)?.status;
     if (status === 'left') {
-      // Out of the ring: once every lease is recalled, this node's work is done.
-      if (owner.leases().length === 0) leftResolve();
+      // Out of the ring: once every lease is recalled and every hint handed on, this node's work is done.
+      if (owner.leases().length === 0 && !finishing) {
+        finishing = transfers.handOnRemainingHints().then(() => leftResolve());
+      }
       return;
     }
     if (moving || closed || (status !== 'joining' && status !== 'leaving')) return;
@@ -316,6 +319,8 @@ export async function startClusterMembership(
       timer = setInterval(() => {
         void refresh()
           .then(() => {
+            // A join or leave that failed (a peer away) starts again; a left node checks its leases.
+            noticeMove();
             // A membership change: compare with the (new) replicas soon, not a period later.
             if (aeTimer && replicator.ringFingerprint() !== aeFingerprint) {
               clearTimeout(aeTimer);

@@ -245,6 +245,17 @@ export class Transfers {
     }
   }
 
+  /**
+   * After `left`, before the process ends: hints added since the hand-on (a copy for a
+   * next-ring replica that did not answer) go the same way, until none is left.
+   */
+  async handOnRemainingHints(): Promise<void> {
+    for (let round = 0; this.o.hints.targets().length > 0; round++) {
+      await this.handOnHints();
+      if (this.o.hints.targets().length > 0) await this.o.sleep(Math.min(2000, 100 * 2 ** Math.min(round, 5)));
+    }
+  }
+
   /** The hints this node keeps for others must outlive it: replayed to their targets, or handed to another node. */
   private async handOnHints(): Promise<void> {
     const rep = this.o.replicator;
@@ -253,12 +264,19 @@ export class Transfers {
         await rep.replay(target);
         if (this.o.hints.pending(target).entries === 0) continue;
       }
-      const heir = [...this.o.members().values()].find((m) => m.id !== this.o.selfId && m.id !== target && rep.reachable(m.id) && IN_RING.has(m.status) && m.status !== 'leaving');
-      if (!heir) continue;
-      for (;;) {
+      const heirs = [...this.o.members().values()].filter((m) => m.id !== this.o.selfId && m.id !== target && rep.reachable(m.id) && rep.keepsHints(m.id));
+      for (let failures = 0; heirs.length > 0; ) {
         const batch = await this.o.hints.batch(target, undefined, 200, PAGE_BYTES);
         if (batch.length === 0) break;
-        await this.o.callPeer(heir.id, 'rep.put', { items: batch.map((e) => ({ key: e.key, record: encodeRecord(e.record), hintFor: target })) });
+        const heir = heirs[failures % heirs.length]!;
+        try {
+          await this.o.callPeer(heir.id, 'rep.put', { items: batch.map((e) => ({ key: e.key, record: encodeRecord(e.record), hintFor: target })) });
+        } catch {
+          // Another heir next time, a bounded pause apart; the caller tries again later.
+          if (++failures >= 3 * heirs.length) return;
+          await this.o.sleep(Math.min(2000, 100 * 2 ** Math.min(failures, 5)));
+          continue;
+        }
         await this.o.hints.acknowledge(target, batch.map((e) => ({ key: e.key, ts: e.record.version.ts })));
         this.counted(batch.length, 0);
       }

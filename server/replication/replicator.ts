@@ -211,6 +211,12 @@ export class Replicator {
     return q;
   }
 
+  /** May `id` hold hints for others? Not while it leaves: it would have to hand them on again. */
+  keepsHints(id: string): boolean {
+    const status = this.o.members().get(id)?.status;
+    return status === 'up' || status === 'joining';
+  }
+
   /** A member that takes replica traffic (up, joining or leaving) and answers, as far as this node knows. */
   reachable(id: string): boolean {
     const status = this.o.members().get(id)?.status;
@@ -284,7 +290,7 @@ export class Replicator {
         },
       );
       const hinted = (target: string): void => {
-        const f = fallbackList().findIndex((id) => this.reachable(id));
+        const f = fallbackList().findIndex((id) => this.reachable(id) && this.keepsHints(id));
         if (f < 0) {
           // Nobody to hand it to: keep the hint here; it is a copy, but not one of the W.
           this.counters.hints_kept_locally++;
@@ -446,6 +452,10 @@ export class Replicator {
     for (const it of items) {
       const record = decodeRecord(it.record);
       if (it.hintFor !== undefined && it.hintFor !== this.o.selfId) {
+        // A node on its way out must not take hints it could not hand on: the coordinator
+        // picks the next fallback (a distinct code, so it does not take us for down).
+        const own = this.o.members().get(this.o.selfId)?.status;
+        if (own === 'leaving' || own === 'left') throw Object.assign(new Error(`${this.o.selfId} is ${own}: it keeps no hints`), { code: 'HINT_REFUSED' });
         writes.push(
           this.o.hints.add(it.hintFor, it.key, record).then((r) => {
             if (r !== 'stored') throw Object.assign(new Error(`hint ${r}`), { code: 'HINT_DROPPED' });
