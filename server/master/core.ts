@@ -52,6 +52,8 @@ export interface MemberState extends MemberInfo {
   status: MemberStatus;
   /** When the master last heard a renewal (or registration) from it. */
   renewedAtMs: number;
+  /** Has it ever been up (in the ring with its data)? A joiner that went down before it joined has not. */
+  everUp?: boolean;
 }
 
 export interface Piece {
@@ -148,7 +150,8 @@ export interface MasterSettings {
 
 /** The durable part of the master's state: enough to go on after a restart. */
 export interface MasterSnapshot {
-  readonly members: Array<{ id: string; zone?: string; addrs: NodeAddrs; status: MemberStatus }>;
+  /** everUp absent: true (snapshots written before joins existed). */
+  readonly members: Array<{ id: string; zone?: string; addrs: NodeAddrs; status: MemberStatus; everUp?: boolean }>;
   readonly pieces: Array<{ start: string; end: string; owner: string; generation: number; recallTo?: string }>;
   readonly nextGeneration: number;
   readonly lsn: number;
@@ -234,10 +237,12 @@ export class MasterCore {
     const prev = this.members.get(info.id);
     if (prev?.status === 'left') throw new MasterError('BAD_MEMBER', `node ${info.id} has left the cluster: join under a new id with an empty data directory`);
     let status: MemberStatus;
+    const neverUp = prev ? prev.everUp === false : true;
     if (prev && prev.status !== 'down') status = prev.status;
-    else if (!prev && opts.join && others.some((m) => IN_RING.has(m.status))) status = 'joining';
+    // New, or down before it ever joined (it has not got its data): it joins (again).
+    else if (neverUp && opts.join && others.some((m) => IN_RING.has(m.status))) status = 'joining';
     else status = 'up';
-    const member: MemberState = { ...info, status, renewedAtMs: now };
+    const member: MemberState = { ...info, status, renewedAtMs: now, everUp: status !== 'joining' && (status === 'up' || !neverUp) };
     this.members.set(info.id, member);
     const changedMember = !prev || prev.status !== status || JSON.stringify(wireMember(prev)) !== JSON.stringify(wireMember(member));
     let effects: Effect[] = [];
@@ -266,6 +271,7 @@ export class MasterCore {
     if (!m || !LIVE.has(m.status)) throw new MasterError('UNKNOWN_NODE', `node ${nodeId} is not a live member: register again`);
     if (m.status !== 'joining') return [];
     m.status = 'up';
+    m.everUp = true;
     m.renewedAtMs = now;
     return this.replan(now, [m]);
   }
@@ -307,7 +313,7 @@ export class MasterCore {
     const wanted = new Map(acked.map((a) => [a.end, a.recallId]));
     const granted: Piece[] = [];
     for (const p of this.pieces) {
-      if (p.owner === nodeId && p.recallTo !== undefined && p.recallId !== undefined && wanted.get(tokenHex(p.end)) === p.recallId) granted.push(p);
+      if (p.owner === nodeId && p.recallTo !== undefined && p.recallId !== undefined && wanted.get(tokenHex(p.end)) === p.recallId && this.inRing(p.recallTo)) granted.push(p);
     }
     if (granted.length === 0) return [];
     const before = this.rows();
@@ -326,7 +332,7 @@ export class MasterCore {
       }
     }
     if (down.length > 0) return this.replan(now, down);
-    const lapsed = this.pieces.filter((p) => p.recallTo !== undefined && p.expiresAtMs <= now);
+    const lapsed = this.pieces.filter((p) => p.recallTo !== undefined && p.expiresAtMs <= now && this.inRing(p.recallTo));
     const effects: Effect[] = [];
     if (lapsed.length > 0) {
       const before = this.rows();
@@ -352,7 +358,13 @@ export class MasterCore {
 
   snapshot(): MasterSnapshot {
     return {
-      members: [...this.members.values()].map((m) => ({ id: m.id, ...(m.zone !== undefined ? { zone: m.zone } : {}), addrs: m.addrs, status: m.status })),
+      members: [...this.members.values()].map((m) => ({
+        id: m.id,
+        ...(m.zone !== undefined ? { zone: m.zone } : {}),
+        addrs: m.addrs,
+        status: m.status,
+        ...(m.everUp === false ? { everUp: false } : {}),
+      })),
       pieces: this.pieces.map((p) => ({ ...wire(p), ...(p.recallTo ? { recallTo: p.recallTo } : {}) })),
       nextGeneration: this.nextGeneration,
       lsn: this.lsn,
@@ -375,6 +387,12 @@ export class MasterCore {
         ...(p.recallTo ? { movingTo: p.recallTo, movingForMs: now - (p.recallSinceMs ?? now) } : {}),
       })),
     };
+  }
+
+  /** Whether `id` is a member of the ring the leases follow: only such a member is ever handed a piece. */
+  private inRing(id: string): boolean {
+    const m = this.members.get(id);
+    return m !== undefined && IN_RING.has(m.status);
   }
 
   member(id: string): MemberState | undefined {
