@@ -14,10 +14,10 @@
 //   n4 leaving: 52% 1234 keys 5.1 MiB 3.2 MiB/s eta 4s
 // Exit codes of remove: 0 once the node has left; 2 (one line `ringkv: ...`) when the master
 // cannot be reached, does not know the node, refuses the leave, or the leave times out.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { RpcClient, RpcRemoteError } from '../server/protocol/rpc/index.js';
-import { addNodeOptions, nodeConfig, nodeId, runNode } from './node-cmd.js';
+import { addNodeOptions, intIn, nodeConfig, nodeId, runNode } from './node-cmd.js';
 import { formatTransfer, mib, parseView, splitHostPort, VIEW_TIMEOUT_MS, type ViewMember, type ViewTransfer } from './status.js';
 
 const EXIT_USAGE = 2;
@@ -307,14 +307,6 @@ function watchJoin(id: string, master: string, plain: boolean): { stop(): void }
 
 // ---- the commands ------------------------------------------------------------------------
 
-function wholeIn(name: string, min: number, max: number) {
-  return (v: string): number => {
-    if (!/^[0-9]+$/.test(v)) throw new InvalidArgumentError(`${name} must be a whole number`);
-    const n = Number(v);
-    if (n < min || n > max) throw new InvalidArgumentError(`${name} must be between ${min} and ${max}`);
-    return n;
-  };
-}
 
 function removeCommand(): Command {
   return new Command('remove')
@@ -322,7 +314,7 @@ function removeCommand(): Command {
     .argument('<node-id>', 'the member to remove', nodeId)
     .option('--master <host:port>', "the lease master's RPC address", (v: string) => (splitHostPort(v), v), '127.0.0.1:7000')
     .option('--no-progress', 'no progress bar: one plain line a second on stderr (also when stderr is not a terminal)')
-    .option('--timeout-s <n>', 'give up watching (exit 2) after this many seconds; the leave itself goes on', wholeIn('--timeout-s', 1, 7 * 86_400), REMOVE_TIMEOUT_S)
+    .option('--timeout-s <n>', 'give up watching (exit 2) after this many seconds; the leave itself goes on', intIn('--timeout-s', 1, 7 * 86_400), REMOVE_TIMEOUT_S)
     .action(async (id: string, o: RemoveOptions) => {
       await removeNode(id, o);
     });

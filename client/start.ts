@@ -22,7 +22,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { intIn } from './node-cmd.js';
 import { assert } from '../server/util/assert.js';
 import { fetchView, problems, type MasterView } from './status.js';
 
@@ -357,14 +358,6 @@ async function runCluster(o: StartOptions): Promise<void> {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-function wholeIn(name: string, min: number, max: number) {
-  return (v: string): number => {
-    if (!/^[0-9]+$/.test(v)) throw new InvalidArgumentError(`${name} must be a whole number`);
-    const n = Number(v);
-    if (n < min || n > max) throw new InvalidArgumentError(`${name} must be between ${min} and ${max}`);
-    return n;
-  };
-}
 
 function fail(message: string): never {
   process.stderr.write(`ringkv: ${message}\n`);
@@ -374,13 +367,13 @@ function fail(message: string): never {
 export function startCommand(): Command {
   return new Command('start')
     .description('run a lease master and N nodes on 127.0.0.1 as children of this process, until SIGTERM/Ctrl-C')
-    .option('--nodes <n>', 'how many nodes (ids n1..nN)', wholeIn('--nodes', 1, NODES_MAX), 3)
+    .option('--nodes <n>', 'how many nodes (ids n1..nN)', intIn('--nodes', 1, NODES_MAX), 3)
     .option('--data <dir>', 'data directory: the master in <dir>/master, node i in <dir>/n<i>', './data')
     .addOption(new Option('--storage <kind>', "the nodes' storage: level (durable) or memory").choices(['level', 'memory']).default('level'))
     .option(
       '--base-port <n>',
       'master RPC B, HTTP B+80; node i RPC B+100+i, HTTP B+1079+i, memcached B+4210+i (0 = any free ports)',
-      wholeIn('--base-port', 0, 65535),
+      intIn('--base-port', 0, 65535),
       7000,
     )
     .action(async (o: { nodes: number; data: string; storage: 'level' | 'memory'; basePort: number }) => {

@@ -8,6 +8,7 @@
 import http from 'node:http';
 import { Command, InvalidArgumentError } from 'commander';
 import { RpcClient, RpcRemoteError } from '../server/protocol/rpc/index.js';
+import type { WireTransfer } from '../server/master/core.js';
 
 const EXIT_USAGE = 2;
 /** The whole ring: tokens are u64, pieces are (start, end] arcs of [0, 2^64). */
@@ -26,18 +27,8 @@ export interface ViewMember {
   readonly transfer?: ViewTransfer;
 }
 
-/** What a moving node reports (server/master/master.ts, Transfer). */
-export interface ViewTransfer {
-  /** in: a joiner copying its future ranges in; out: a leaver handing its data on. */
-  readonly direction: 'in' | 'out';
-  readonly keys: number;
-  readonly bytes: number;
-  /** 0..1 */
-  readonly fraction: number;
-  readonly rateBytesPerS: number;
-  readonly etaS?: number;
-  readonly done: boolean;
-}
+/** What a moving node reports (server/master/core.ts). */
+export type ViewTransfer = WireTransfer;
 
 export interface ViewLease {
   /** Exclusive start token, 16 hex digits; equal to `end` only for a piece covering the whole ring. */

@@ -2,17 +2,10 @@
 // with each moving member's transfer progress) and POST /cluster/members/<id>/leave
 // (decommission). Every request is on a fresh connection and bounded by a timeout.
 import http from 'node:http';
+import type { WireTransfer } from '../../server/master/core.js';
 
-export interface MemberTransfer {
-  direction: 'in' | 'out';
-  keys: number;
-  bytes: number;
-  fraction: number;
-  rateBytesPerS: number;
-  etaS?: number;
-  done: boolean;
-  atMs?: number;
-}
+/** A moving member's transfer as the view shows it (with when the master got it). */
+export type MemberTransfer = WireTransfer & { atMs?: number };
 
 export interface ClusterView {
   lsn: number;

@@ -20,7 +20,7 @@
 // and the master recalls its leases.
 import { IN_RING } from '../master/core.js';
 import type { LocalKv } from '../kv/local-kv.js';
-import type { WireMember } from '../master/core.js';
+import type { WireMember, WireTransfer } from '../master/core.js';
 import { decodeRecord, encodeRecord } from '../storage/record.js';
 import type { Store } from '../storage/store.js';
 import type { HintStore } from '../replication/hints.js';
@@ -45,16 +45,8 @@ export interface TransferOptions {
   sleep(ms: number): Promise<void>;
 }
 
-/** What a moving node reports to the master (and `ringkv status`, `cluster add/remove` show). */
-export interface TransferProgress {
-  direction: 'in' | 'out';
-  keys: number;
-  bytes: number;
-  fraction: number;
-  rateBytesPerS: number;
-  etaS?: number;
-  done: boolean;
-}
+/** The progress this node reports, updated in place as the transfer goes. */
+type TransferProgress = { -readonly [K in keyof WireTransfer]: WireTransfer[K] };
 
 /** Records scanned per page (a page's records are also bounded by PAGE_BYTES). */
 const PAGE_KEYS = 1000;
@@ -79,7 +71,7 @@ export class Transfers {
 
   constructor(private readonly o: TransferOptions) {}
 
-  progress(): TransferProgress | undefined {
+  progress(): WireTransfer | undefined {
     return this.progressState;
   }
 

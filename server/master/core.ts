@@ -88,6 +88,24 @@ export interface WireMember {
   readonly status: MemberStatus;
 }
 
+/**
+ * A moving node's data transfer, as it reports it to the master every few hundred ms
+ * (and `GET /cluster`, `ringkv status` and `ringkv cluster add/remove` show it).
+ */
+export interface WireTransfer {
+  /** in: a joiner copying its future ranges in; out: a leaver handing its data on. */
+  readonly direction: 'in' | 'out';
+  /** Records and bytes moved so far. */
+  readonly keys: number;
+  readonly bytes: number;
+  /** Fraction of the key space scanned, 0..1. */
+  readonly fraction: number;
+  readonly rateBytesPerS: number;
+  /** Seconds left at that rate, when known. */
+  readonly etaS?: number;
+  readonly done: boolean;
+}
+
 export interface TableChange {
   readonly lsn: number;
   readonly upsert: WireLease[];

@@ -14,7 +14,7 @@ import { initHash } from '../../ring/index.js';
 import { systemClock, type Clock } from '../clock.js';
 import { RpcClient, RpcPeers, RpcServer, splitAddr } from '../protocol/rpc/index.js';
 import { listen } from '../util/listen.js';
-import { MasterCore, MasterError, type Effect, type MasterSettings, type MasterSnapshot, type MemberInfo } from './core.js';
+import { MasterCore, MasterError, type Effect, type MasterSettings, type MasterSnapshot, type MemberInfo, type WireTransfer } from './core.js';
 
 export interface MasterConfig extends MasterSettings {
   host: string;
@@ -76,7 +76,7 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock)
   };
 
   /** The last progress each moving node reported (joining: copied in; leaving: handed out). */
-  const transfers = new Map<string, Transfer & { atMs: number }>();
+  const transfers = new Map<string, WireTransfer & { atMs: number }>();
 
   const peers = new RpcPeers();
   const peer = (addr: string): RpcClient => peers.get(addr);
@@ -150,7 +150,7 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock)
     }
     // Only a move in progress has progress to show (a late report after joined/left is dropped).
     const status = core.member(b.id)?.status;
-    if (status === 'joining' || status === 'leaving') transfers.set(b.id, { ...(b.transfer as Transfer), atMs: clock.now() });
+    if (status === 'joining' || status === 'leaving') transfers.set(b.id, { ...(b.transfer as WireTransfer), atMs: clock.now() });
     return {};
   });
 
@@ -232,20 +232,6 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock)
 
 export { splitAddr };
 
-/** A node's data transfer during a join or a leave, as it reports it. */
-export interface Transfer {
-  readonly direction: 'in' | 'out';
-  /** Records and bytes moved so far. */
-  readonly keys: number;
-  readonly bytes: number;
-  /** Fraction of the sources' key space scanned, 0..1. */
-  readonly fraction: number;
-  /** Bytes per second over the last seconds. */
-  readonly rateBytesPerS: number;
-  /** Seconds left at that rate, when known. */
-  readonly etaS?: number;
-  readonly done: boolean;
-}
 
 function parseMember(body: unknown): MemberInfo {
   const b = body as { id?: unknown; zone?: unknown; addrs?: Record<string, unknown> };
