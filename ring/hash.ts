@@ -46,3 +46,11 @@ export function hash64(input: Uint8Array | string): bigint {
   // h64 encodes the string as UTF-8 straight into wasm memory, without a copy here.
   return typeof input === 'string' ? h.h64(input, seed) : h.h64Raw(input, seed);
 }
+
+/**
+ * The ring position of a key held as a latin1 string (one character per byte, as every
+ * front-end holds keys): xxhash64 of the key's bytes.
+ */
+export function keyPosition(key: string): bigint {
+  return hash64(Buffer.from(key, 'latin1'));
+}

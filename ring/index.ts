@@ -2,7 +2,7 @@
 // ranges, owners, preference lists and ring diffs. Call `await initHash()` once before
 // building rings or hashing keys.
 export { AssertionError } from './assert.js';
-export { HashNotInitializedError, hash64, initHash } from './hash.js';
+export { HashNotInitializedError, hash64, initHash, keyPosition } from './hash.js';
 export {
   Ring,
   diff,

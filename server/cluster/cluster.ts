@@ -10,7 +10,7 @@ import type { McContext } from '../protocol/memcached/execute.js';
 import { RpcClient, RpcPeers, RpcServer, RpcUnavailable, splitAddr } from '../protocol/rpc/index.js';
 import { LeaseTable } from './lease-table.js';
 import { Owner, realTimers } from './owner.js';
-import { keyPosition, Router, type WireCommand } from './router.js';
+import { Router, type WireCommand } from './router.js';
 import { kvRequestFromWire, type KvRequest, type LocalKvApi } from '../kv/api.js';
 import type { LocalKv } from '../kv/local-kv.js';
 import type { Store } from '../storage/store.js';

@@ -7,7 +7,7 @@
 // serves only while it holds a valid lease; otherwise it answers NOT_OWNER and the sender
 // refreshes its table and tries again, a bounded number of times, then gives up with
 // `SERVER_ERROR unavailable` (the range is between owners for longer than the bound).
-import { hash64 } from '../../ring/index.js';
+import { keyPosition } from '../../ring/index.js';
 import type { Maybe } from '../kv/local-kv.js';
 import type { Command } from '../protocol/memcached/commands.js';
 import { execute, type McContext, type Reply } from '../protocol/memcached/execute.js';
@@ -44,10 +44,6 @@ export function replyToBuffer(r: Reply): Buffer {
   if (typeof r === 'string') return Buffer.from(r, 'latin1');
   if (Buffer.isBuffer(r)) return r;
   return Buffer.concat(r.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : p)));
-}
-
-export function keyPosition(key: string): bigint {
-  return hash64(Buffer.from(key, 'latin1'));
 }
 
 /** The key of a single-key command, or undefined for commands that are not about one key. */

@@ -24,7 +24,8 @@ import type { WireMember, WireTransfer } from '../master/core.js';
 import { decodeRecord, encodeRecord } from '../storage/record.js';
 import type { Store } from '../storage/store.js';
 import type { HintStore } from '../replication/hints.js';
-import { keyPosition, type Replicator, type WireItem } from '../replication/replicator.js';
+import { keyPosition } from '../../ring/index.js';
+import type { Replicator, WireItem } from '../replication/replicator.js';
 
 export interface TransferOptions {
   selfId: string;

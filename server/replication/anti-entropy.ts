@@ -41,7 +41,7 @@
 // digest the tree was given; once a build is installed, tree and maps equal what a fresh
 // scan of the store would produce, provided the node calls noteWrite after every change.
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { AssertionError, hash64 } from '../../ring/index.js';
+import { AssertionError, keyPosition } from '../../ring/index.js';
 import { decodeRecord, encodeRecord, type StoredRecord } from '../storage/record.js';
 import type { Store } from '../storage/store.js';
 import { assert } from '../util/assert.js';
@@ -132,11 +132,6 @@ const leavesPerKeysCall = 256;
 const localKeysPerKeysCall = 10_000;
 
 const hexPattern = /^[0-9a-f]{16}$/;
-
-/** A key's ring position, as the router computes it (server/cluster/router.ts keyPosition). */
-function keyPosition(key: string): bigint {
-  return hash64(Buffer.from(key, 'latin1'));
-}
 
 /** A range end on the wire: 16 lowercase hex digits, `end.toString(16).padStart(16, '0')`. */
 export function aeEndToWire(end: bigint): string {

@@ -27,7 +27,7 @@ import { assert } from '../util/assert.js';
 import type { FailureDetector } from './failure-detector.js';
 import type { HintStore } from './hints.js';
 import { sameVersions } from './versions.js';
-import { hash64 } from '../../ring/index.js';
+import { keyPosition } from '../../ring/index.js';
 
 export interface ReplicationSettings {
   /** Copies of every key. */
@@ -103,9 +103,6 @@ const TAKES_WRITES: ReadonlySet<string> = new Set(['up', 'joining', 'leaving']);
 /** Keys per rep.get: answers are not split by bytes, so few enough that 1 MiB items fit a frame. */
 const READ_KEYS_PER_CALL = 32;
 
-export function keyPosition(key: string): bigint {
-  return hash64(Buffer.from(key, 'latin1'));
-}
 
 export class Replicator {
   readonly counters: ReplicationCounters = {
