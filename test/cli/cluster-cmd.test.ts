@@ -14,7 +14,7 @@ import { cliPath, type RunningServer } from '../../bench/lib/servers.js';
 import { progressLine } from '../../client/cluster-cmd.js';
 import { formatStatus, summarize, type MasterView } from '../../client/status.js';
 import { startTestCluster, until, view } from '../helpers/cluster.js';
-import { expectOneLineFailure, runCli as runCliWith, type CliRun } from '../helpers/cli.js';
+import { exitOf, expectOneLineFailure, runCli as runCliWith, type CliRun } from '../helpers/cli.js';
 import { McClient } from '../helpers/mc.js';
 
 const leaseMs = 3000;
@@ -53,17 +53,6 @@ let nodes: RunningServer[];
 const masterAddr = () => `127.0.0.1:${master.port}`;
 const runCli = (args: string[], timeoutMs = quickTimeoutMs): Promise<CliRun> => runCliWith(args, timeoutMs, cliRuns);
 const valueOf = (i: number) => `${String(i).padStart(6, '0')}:${'v'.repeat(VALUE_BYTES - 7)}`;
-
-function exitOf(proc: ChildProcess, timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve({ code: proc.exitCode, signal: proc.signalCode });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`pid ${proc.pid} did not exit within ${timeoutMs} ms`)), timeoutMs);
-    proc.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal });
-    });
-  });
-}
 
 /** Every one of `ports` (memcached) answers a sample of the keys with the value written. */
 async function expectAllAnswer(ports: number[]): Promise<void> {

@@ -50,3 +50,15 @@ export function expectOneLineFailure(run: CliRun, pattern: RegExp): void {
   expect(lines[0]).toMatch(pattern);
   expect(run.stdout).toBe('');
 }
+
+/** Resolves with the exit code and signal once `proc` has exited; rejects after `timeoutMs`. */
+export function exitOf(proc: ChildProcess, timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve({ code: proc.exitCode, signal: proc.signalCode });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`pid ${proc.pid} did not exit within ${timeoutMs} ms`)), timeoutMs);
+    proc.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal });
+    });
+  });
+}

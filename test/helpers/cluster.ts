@@ -1,6 +1,7 @@
 // Watching a test cluster through its master's GET /cluster: the view, bounded polling
 // until a condition holds, and which piece of the table covers a ring position; and each
 // node through its own HTTP port: what it holds for a key (GET /debug/local), its /stats.
+import { existsSync } from 'node:fs';
 import type http from 'node:http';
 import { request } from './http.js';
 import { startMaster, startRingkv, type RunningServer } from '../../bench/lib/servers.js';
@@ -121,4 +122,49 @@ export async function nodeStats(httpPort: number): Promise<Record<string, string
   const r = await request(httpPort, 'GET', '/stats');
   if (r.status !== 200) throw new Error(`GET /stats answered ${r.status}: ${r.body.toString('utf8')}`);
   return JSON.parse(r.body.toString('utf8')) as Record<string, string | number>;
+}
+
+/** Node flags of the fault tests: --debug-faults and short replication timings. */
+export const debugFaultNodeArgs: readonly string[] = [
+  '--debug-faults',
+  '--heartbeat-ms', '100',
+  '--replica-timeout-ms', '300',
+  '--anti-entropy-ms', '500',
+  '--forward-timeout-ms', '1000',
+  '--unavailable-ms', '5000',
+];
+
+/** Makes `node` (started with --debug-faults) treat the nodes `unreachable` as cut off ([] heals). */
+export async function setPartition(node: RunningServer, unreachable: string[]): Promise<void> {
+  const r = await request(node.httpPort!, 'PUT', '/debug/partition', {
+    body: Buffer.from(JSON.stringify({ unreachable })),
+    headers: { 'content-type': 'application/json' },
+  });
+  if (r.status !== 204) throw new Error(`PUT /debug/partition answered ${r.status}: ${r.body.toString()}`);
+}
+
+/** A counter of a node's /stats as a number. */
+export async function stat(node: RunningServer, name: string): Promise<number> {
+  const v = (await nodeStats(node.httpPort!))[name];
+  if (typeof v !== 'number') throw new Error(`stat ${name} of ${node.httpPort} is ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** `d` is a live copy of `value` (every sibling too), held as the node's own record. */
+export function holds(d: DebugLocal | undefined, value: string): boolean {
+  return d !== undefined && d.hintFor === null && !d.tombstone && d.encoding === 'utf8' && d.value === value && d.siblings.every((s) => !s.tombstone && s.value === value);
+}
+
+/**
+ * Stops every process in `started` by its handle (nodes first, newest first, so that a
+ * restarted node's first handle, which owns the data dir, goes last; then the master),
+ * empties it, and throws if a data dir was left behind.
+ */
+export async function stopStarted(started: RunningServer[]): Promise<void> {
+  for (const s of started.filter((s) => s.name === 'ringkv').reverse()) await s.stop();
+  for (const s of started.filter((s) => s.name !== 'ringkv')) await s.stop();
+  const dirs = started.map((s) => s.dataDir).filter((d): d is string => d !== undefined);
+  started.length = 0;
+  const left = dirs.filter((d) => existsSync(d));
+  if (left.length > 0) throw new Error(`data dirs left behind: ${left.join(', ')}`);
 }

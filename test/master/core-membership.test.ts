@@ -6,7 +6,7 @@
 // Expected owners come from ring/ (Ring.build(...).ownerOf), lookups from a linear scan of
 // the decoded table (helpers.ts), so nothing here reuses the core's own search.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Ring, initHash, type Member } from '../../ring/index.js';
+import { Ring, initHash } from '../../ring/index.js';
 import { IN_NEXT_RING, IN_RING, MasterCore, MasterError, type MemberStatus } from '../../server/master/core.js';
 import {
   acknowledgeAll,
@@ -16,15 +16,17 @@ import {
   clone,
   decode,
   doubleHolding,
+  expectOwnership,
   hasPersist,
   info,
+  maxGeneration,
   NodeView,
   pieceAt,
+  pieces,
   probePositions,
   recalls,
+  ringOf,
   settings,
-  tilingProblem,
-  type DecodedPiece,
 } from './helpers.js';
 
 beforeAll(async () => {
@@ -32,25 +34,9 @@ beforeAll(async () => {
 });
 
 const positions = (): bigint[] => probePositions(256);
-const ringOf = (members: string[]): Ring =>
-  Ring.build(
-    members.map((id): Member => ({ id })),
-    { vnodes: settings.vnodes },
-  );
-const pieces = (core: MasterCore): DecodedPiece[] => decode(core.table().leases);
-const maxGeneration = (ps: readonly DecodedPiece[]): number => Math.max(...ps.map((p) => p.generation));
 const statusOf = (core: MasterCore, id: string): MemberStatus | undefined => core.table().members.find((m) => m.id === id)?.status;
 /** The table's pieces without the LSN: owners, ranges and generations. */
 const leasesOf = (core: MasterCore) => canonical(core.table()).leases;
-
-/** Every probe position (and every piece end) is owned in the table as `ring` says. */
-function expectOwnership(core: MasterCore, ring: Ring): void {
-  const ps = pieces(core);
-  expect(tilingProblem(ps)).toBeUndefined();
-  for (const pos of [...positions(), ...ps.map((p) => p.end)]) {
-    expect(pieceAt(ps, pos)?.owner, `owner of ${pos.toString(16)}`).toBe(ring.ownerOf(pos));
-  }
-}
 
 /** The members registered in order (no join flag), every recall answered at once. */
 function cluster(members: string[], now = 0): MasterCore {

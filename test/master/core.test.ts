@@ -4,7 +4,7 @@
 // the decoded table, so nothing here reuses the core's own search.
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AssertionError, Ring, initHash, type Member } from '../../ring/index.js';
+import { AssertionError, Ring, initHash } from '../../ring/index.js';
 import { MasterCore, MasterError, type Effect, type MasterSnapshot, type MasterSettings } from '../../server/master/core.js';
 import {
   acknowledgeAll,
@@ -14,15 +14,18 @@ import {
   clone,
   decode,
   doubleHolding,
+  expectOwnership,
   hasPersist,
   info,
+  maxGeneration,
   NodeView,
   pieceAt,
+  pieces,
   probePositions,
   recalls,
+  ringOf,
   settings,
   tilingProblem,
-  type DecodedPiece,
 } from './helpers.js';
 
 beforeAll(async () => {
@@ -30,22 +33,6 @@ beforeAll(async () => {
 });
 
 const positions = (): bigint[] => probePositions(256);
-const ringOf = (members: string[], s: MasterSettings = settings): Ring =>
-  Ring.build(
-    members.map((id): Member => ({ id })),
-    { vnodes: s.vnodes },
-  );
-const pieces = (core: MasterCore): DecodedPiece[] => decode(core.table().leases);
-const maxGeneration = (ps: readonly DecodedPiece[]): number => Math.max(...ps.map((p) => p.generation));
-
-/** Every probe position (and every piece end) is owned in the table as `ring` says. */
-function expectOwnership(core: MasterCore, ring: Ring): void {
-  const ps = pieces(core);
-  expect(tilingProblem(ps)).toBeUndefined();
-  for (const pos of [...positions(), ...ps.map((p) => p.end)]) {
-    expect(pieceAt(ps, pos)?.owner, `owner of ${pos.toString(16)}`).toBe(ring.ownerOf(pos));
-  }
-}
 
 /** The ends of the pieces the table shows owned by `from` whose target owner in `ring` is `to`. */
 function movingEnds(core: MasterCore, ring: Ring, from: string, to: string): string[] {

@@ -2,19 +2,23 @@
 // wire table back into bigint pieces, lookups written from DESIGN.md's definitions
 // ((start, end], wrapping), applying a change log the way a lookup library would, and
 // a small model of a node's own view of its leases (what the owner library holds).
-import { hash64, positionMax } from '../../ring/index.js';
+import fc from 'fast-check';
+import { expect } from 'vitest';
+import { hash64, positionMax, Ring, type Member } from '../../ring/index.js';
 import {
+  MasterCore,
   MasterError,
   hexToken,
   type Effect,
+  type MasterSnapshot,
   type FullTable,
   type LeaseGrant,
-  type MasterCore,
   type MasterSettings,
   type MemberInfo,
   type TableChange,
   type WireLease,
   type WireMember,
+  type WireRecall,
 } from '../../server/master/core.js';
 
 export const settings: MasterSettings = { leaseMs: 1000, renewMs: 250, driftMs: 0, vnodes: 16, maxLogEntries: 100, recallResendMs: 200 };
@@ -262,4 +266,136 @@ export function fencingProblem(nodes: Iterable<NodeView>, pieces: readonly Decod
     }
   }
   return undefined;
+}
+
+// ---- the ring a table should converge to ---------------------------------------------
+
+/** The ring of `members` as ring/ builds it, with the master's vnodes. */
+export function ringOf(members: readonly string[], s: MasterSettings = settings): Ring {
+  return Ring.build(
+    members.map((id): Member => ({ id })),
+    { vnodes: s.vnodes },
+  );
+}
+
+export const pieces = (core: MasterCore): DecodedPiece[] => decode(core.table().leases);
+export const maxGeneration = (ps: readonly DecodedPiece[]): number => Math.max(...ps.map((p) => p.generation));
+
+/** The pieces tile the ring, and every probe position (and every piece end) is owned in the table as `ring` says. */
+export function expectOwnership(core: MasterCore, ring: Ring, positions: readonly bigint[] = probePositions(256)): void {
+  const ps = pieces(core);
+  expect(tilingProblem(ps)).toBeUndefined();
+  for (const pos of [...positions, ...ps.map((p) => p.end)]) {
+    expect(pieceAt(ps, pos)?.owner, `owner of ${pos.toString(16)}`).toBe(ring.ownerOf(pos));
+  }
+}
+
+// ---- the worlds of the safety properties ---------------------------------------------
+
+/** A bit mask of the nodes (bit i: ids[i]) that renew at a tick, each with its percent chance in `renewPct`. */
+export function renewMask(renewPct: readonly number[]): fc.Arbitrary<number> {
+  return fc
+    .tuple(...renewPct.map((pct) => fc.integer({ min: 0, max: 99 }).map((x) => x < pct)))
+    .map((bits) => bits.reduce((mask, b, i) => mask | (b ? 1 << i : 0), 0));
+}
+
+/** Whether the node `id` (one of `ids`) is picked by a tick's renew mask. */
+export const renewsAt = (mask: number, id: string): boolean => ((mask >> ids.indexOf(id as (typeof ids)[number])) & 1) === 1;
+
+/**
+ * What the safety properties share: the MasterCore, the nodes' own views, recalls and their
+ * answers in flight (delivered, answered, lost), the last persisted snapshot, and the
+ * per-position owner and generation last seen.
+ */
+export class LeaseWorld {
+  now = 0;
+  core = new MasterCore(settings, undefined, 0);
+  readonly nodes = new Map<string, NodeView>();
+  recallsInFlight: Array<Extract<Effect, { type: 'recall' }>> = [];
+  answersInFlight: Array<{ nodeId: string; acked: WireRecall[] }> = [];
+  /** What the shell last wrote to disk (JSON), as it would: after every persist effect. */
+  persisted: string | undefined;
+  /** Per probe position, the owner and generation last seen in the table. */
+  readonly seen: Array<{ owner: string; generation: number } | undefined> = [];
+  readonly trace: string[] = [];
+
+  /** @param traceLines how many of the last events a failure shows */
+  constructor(private readonly traceLines: number) {}
+
+  fail(what: string): never {
+    throw new Error(`${what}\n  after:\n    ${this.trace.slice(-this.traceLines).join('\n    ')}`);
+  }
+
+  run(effects: readonly Effect[]): void {
+    if (effects.some((e) => e.type === 'persist')) this.persisted = JSON.stringify(this.core.snapshot());
+    this.recallsInFlight.push(...recalls(effects));
+  }
+
+  live(): NodeView[] {
+    return [...this.nodes.values()].filter((n) => n.alive).sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
+  /** Recall `i` reaches its node, which gives up the recalled positions and answers now or later. */
+  deliver(i: number, answerNow: boolean): void {
+    const [r] = this.recallsInFlight.splice(i, 1);
+    const node = r && this.nodes.get(r.nodeId);
+    if (!r || !node || !node.alive) return; // a silent node never answers
+    // As the shell does: the answer names ends; the shell passes on the recall's own leases.
+    const given = new Set(node.revoke(r.leases));
+    const acked = r.leases.filter((l) => given.has(l.end));
+    if (answerNow) this.run(this.core.recalled(r.nodeId, acked, this.now));
+    else this.answersInFlight.push({ nodeId: r.nodeId, acked });
+  }
+
+  /** The answer picked by `k` reaches the master. */
+  answer(k: number): void {
+    if (this.answersInFlight.length === 0) return;
+    const [a] = this.answersInFlight.splice(k % this.answersInFlight.length, 1);
+    this.run(this.core.recalled(a!.nodeId, a!.acked, this.now));
+  }
+
+  /** The recall or answer picked by `k` is lost. */
+  lose(k: number): void {
+    const n = this.recallsInFlight.length + this.answersInFlight.length;
+    if (n === 0) return;
+    const i = k % n;
+    if (i < this.recallsInFlight.length) this.recallsInFlight.splice(i, 1);
+    else this.answersInFlight.splice(i - this.recallsInFlight.length, 1);
+  }
+
+  /** The master restarts from its last persisted snapshot; what was in flight died with its connections. Returns the snapshot. */
+  restart(): MasterSnapshot | undefined {
+    const snapshot = this.persisted === undefined ? undefined : (JSON.parse(this.persisted) as MasterSnapshot);
+    this.core = new MasterCore(settings, snapshot, this.now);
+    this.recallsInFlight = [];
+    this.answersInFlight = [];
+    return snapshot;
+  }
+
+  /**
+   * Per probe position: the generation never goes down and goes up whenever the owner changes;
+   * `handedTo` is called on each change of owner, with the position and the owners.
+   */
+  checkGenerations(pieces: readonly DecodedPiece[], positions: readonly bigint[], handedTo?: (pos: bigint, from: string, to: string) => void): void {
+    if (pieces.length === 0) return;
+    positions.forEach((pos, i) => {
+      const p = pieceAtSorted(pieces, pos)!;
+      const was = this.seen[i];
+      if (was && p.generation < was.generation) this.fail(`generation went down at ${pos.toString(16)}: ${was.generation} -> ${p.generation}`);
+      if (was && p.owner !== was.owner) {
+        if (p.generation <= was.generation) {
+          this.fail(`owner ${was.owner} -> ${p.owner} at ${pos.toString(16)} without a higher generation (${was.generation} -> ${p.generation})`);
+        }
+        handedTo?.(pos, was.owner, p.owner);
+      }
+      this.seen[i] = { owner: p.owner, generation: p.generation };
+    });
+  }
+
+  /** Durable state never changes without a persist effect: what a restart would come back to is what the master runs on now. */
+  checkPersisted(snapshot = this.core.snapshot()): void {
+    if (this.persisted !== undefined || this.core.table().lsn > 0) {
+      if (JSON.stringify(snapshot) !== this.persisted) this.fail('durable state changed without a persist effect');
+    }
+  }
 }

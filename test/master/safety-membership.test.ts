@@ -17,9 +17,25 @@
 // joins and leaves), the table converges to Ring.build of the ring's members.
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Ring, initHash } from '../../ring/index.js';
-import { IN_RING, MasterCore, MasterError, type Effect, type MasterSnapshot, type MemberStatus, type WireRecall } from '../../server/master/core.js';
-import { decode, doubleHolding, fencingProblem, info, NodeView, pieceAtSorted, probePositions, recalls, settings, tilingProblem } from './helpers.js';
+import { initHash } from '../../ring/index.js';
+import { IN_RING, MasterError, type MemberStatus } from '../../server/master/core.js';
+import {
+  decode,
+  doubleHolding,
+  expectOwnership,
+  fencingProblem,
+  ids,
+  info,
+  LeaseWorld,
+  NodeView,
+  probePositions,
+  recalls,
+  renewMask,
+  renewsAt,
+  ringOf,
+  settings,
+  tilingProblem,
+} from './helpers.js';
 
 let positions: bigint[] = [];
 
@@ -29,10 +45,8 @@ beforeAll(async () => {
 });
 
 /** The nodes the events pick from; FRESH is kept for the end, when nobody live is left in the ring. */
-const NODE_IDS = ['n0', 'n1', 'n2', 'n3', 'n4'] as const;
+const NODE_IDS = ids;
 const FRESH = 'n5';
-
-type Recall = Extract<Effect, { type: 'recall' }>;
 
 type Event =
   | { t: 'register'; id: number; join: boolean }
@@ -61,9 +75,6 @@ const anyNode = fc.integer({ min: 0, max: 3 }).map((x) => x === 0);
 
 function events(profile: Profile): fc.Arbitrary<Event[]> {
   const w = profile.weights;
-  const renewMask = fc
-    .tuple(...profile.renewPct.map((pct) => fc.integer({ min: 0, max: 99 }).map((x) => x < pct)))
-    .map((bits) => bits.reduce((mask, b, i) => mask | (b ? 1 << i : 0), 0));
   const event: fc.Arbitrary<Event> = fc.oneof(
     {
       weight: w.register,
@@ -76,7 +87,7 @@ function events(profile: Profile): fc.Arbitrary<Event[]> {
     { weight: w.renew, arbitrary: fc.record({ t: fc.constant('renew' as const), k }) },
     { weight: w.silence, arbitrary: fc.record({ t: fc.constant('silence' as const), k }) },
     { weight: w.isolate, arbitrary: fc.record({ t: fc.constant('isolate' as const), k }) },
-    { weight: w.tick, arbitrary: fc.record({ t: fc.constant('tick' as const), dt: fc.integer({ min: 0, max: 700 }), renew: renewMask }) },
+    { weight: w.tick, arbitrary: fc.record({ t: fc.constant('tick' as const), dt: fc.integer({ min: 0, max: 700 }), renew: renewMask(profile.renewPct) }) },
     { weight: w.deliver, arbitrary: fc.record({ t: fc.constant('deliver' as const), k, answerNow: fc.integer({ min: 0, max: 3 }).map((x) => x === 0) }) },
     { weight: w.answer, arbitrary: fc.record({ t: fc.constant('answer' as const), k }) },
     { weight: w.lose, arbitrary: fc.record({ t: fc.constant('lose' as const), k }) },
@@ -204,33 +215,16 @@ class MembershipModel {
 
 // ---- the world ------------------------------------------------------------------------
 
-class World {
-  now = 0;
-  core = new MasterCore(settings, undefined, 0);
+class World extends LeaseWorld {
   readonly model = new MembershipModel();
-  readonly nodes = new Map<string, NodeView>();
   /** The join flag each node registers with (its command line). */
   readonly joinFlag = new Map<string, boolean>();
-  recallsInFlight: Recall[] = [];
-  answersInFlight: Array<{ nodeId: string; acked: WireRecall[] }> = [];
-  persisted: string | undefined;
-  readonly seen: Array<{ owner: string; generation: number } | undefined> = [];
   /** Per probe position, at the last check: the member out of the ring a recall of it was still aimed at. */
   /** Whether the ring was ever empty while a left member owned pieces (counted once per history). */
   ringEmptiedWhileLeftHolds = false;
-  readonly trace: string[] = [];
 
-  fail(what: string): never {
-    throw new Error(`${what}\n  after:\n    ${this.trace.slice(-16).join('\n    ')}`);
-  }
-
-  run(effects: readonly Effect[]): void {
-    if (effects.some((e) => e.type === 'persist')) this.persisted = JSON.stringify(this.core.snapshot());
-    this.recallsInFlight.push(...recalls(effects));
-  }
-
-  live(): NodeView[] {
-    return [...this.nodes.values()].filter((n) => n.alive).sort((a, b) => (a.id < b.id ? -1 : 1));
+  constructor() {
+    super(16);
   }
 
   /** A live node the master has as `status`, if any. */
@@ -288,16 +282,6 @@ class World {
       if (!this.core.table().leases.some((l) => l.owner === node.id)) reached.leftHandedOver++;
       node.alive = false;
     }
-  }
-
-  deliver(i: number, answerNow: boolean): void {
-    const [r] = this.recallsInFlight.splice(i, 1);
-    const node = r && this.nodes.get(r.nodeId);
-    if (!r || !node || !node.alive) return; // a silent node never answers
-    const given = new Set(node.revoke(r.leases));
-    const acked = r.leases.filter((l) => given.has(l.end));
-    if (answerNow) this.run(this.core.recalled(r.nodeId, acked, this.now));
-    else this.answersInFlight.push({ nodeId: r.nodeId, acked });
   }
 
   tick(): void {
@@ -360,31 +344,19 @@ class World {
       }
       case 'tick':
         this.now += e.dt;
-        for (const node of live) if ((e.renew >> NODE_IDS.indexOf(node.id as (typeof NODE_IDS)[number])) & 1) this.renew(node);
+        for (const node of live) if (renewsAt(e.renew, node.id)) this.renew(node);
         return this.tick();
       case 'deliver':
         if (this.recallsInFlight.length > 0) this.deliver(e.k % this.recallsInFlight.length, e.answerNow);
         return;
-      case 'answer': {
-        if (this.answersInFlight.length === 0) return;
-        const [a] = this.answersInFlight.splice(e.k % this.answersInFlight.length, 1);
-        return this.run(this.core.recalled(a!.nodeId, a!.acked, this.now));
-      }
-      case 'lose': {
-        const n = this.recallsInFlight.length + this.answersInFlight.length;
-        if (n === 0) return;
-        const i = e.k % n;
-        if (i < this.recallsInFlight.length) this.recallsInFlight.splice(i, 1);
-        else this.answersInFlight.splice(i - this.recallsInFlight.length, 1);
-        return;
-      }
+      case 'answer':
+        return this.answer(e.k);
+      case 'lose':
+        return this.lose(e.k);
       case 'restart': {
-        const snapshot = this.persisted === undefined ? undefined : (JSON.parse(this.persisted) as MasterSnapshot);
+        const snapshot = this.restart();
         if (snapshot?.members.some((m) => m.status === 'joining' || m.status === 'leaving' || m.status === 'left')) reached.restartWithMovingMember++;
-        this.core = new MasterCore(settings, snapshot, this.now);
         this.model.restart(this.now);
-        this.recallsInFlight = [];
-        this.answersInFlight = [];
         return;
       }
       case 'joined': {
@@ -443,25 +415,12 @@ class World {
     const snapshot = this.core.snapshot();
     const stale = snapshot.pieces.filter((p) => p.recallTo !== undefined && !IN_RING.has(status.get(p.recallTo)!));
     if (anyInRing && stale.length > 0) this.fail(`piece ${stale[0]!.end} is being recalled to ${stale[0]!.recallTo} (${status.get(stale[0]!.recallTo!)})`);
-    if (pieces.length > 0) {
-      positions.forEach((pos, i) => {
-        const p = pieceAtSorted(pieces, pos)!;
-        const was = this.seen[i];
-        if (was && p.generation < was.generation) this.fail(`generation went down at ${pos.toString(16)}: ${was.generation} -> ${p.generation}`);
-        if (was && p.owner !== was.owner) {
-          if (p.generation <= was.generation) {
-            this.fail(`owner ${was.owner} -> ${p.owner} at ${pos.toString(16)} without a higher generation (${was.generation} -> ${p.generation})`);
-          }
-          // Only a member of the ring is ever handed a piece (core.ts once handed pieces to
-          // a member that went down or left while a recall was under way to it).
-          if (!IN_RING.has(status.get(p.owner)!)) this.fail(`piece at ${pos.toString(16)} handed from ${was.owner} to ${p.owner}, which is ${status.get(p.owner)}`);
-        }
-        this.seen[i] = { owner: p.owner, generation: p.generation };
-      });
-    }
-    if (this.persisted !== undefined || table.lsn > 0) {
-      if (JSON.stringify(snapshot) !== this.persisted) this.fail('durable state changed without a persist effect');
-    }
+    this.checkGenerations(pieces, positions, (pos, from, to) => {
+      // Only a member of the ring is ever handed a piece (core.ts once handed pieces to
+      // a member that went down or left while a recall was under way to it).
+      if (!IN_RING.has(status.get(to)!)) this.fail(`piece at ${pos.toString(16)} handed from ${from} to ${to}, which is ${status.get(to)}`);
+    });
+    this.checkPersisted(snapshot);
   }
 
   /**
@@ -503,14 +462,7 @@ class World {
       else expect(s === 'up' || s === 'leaving' || (s === 'joining' && !finishMoves), `live ${n.id} is ${s}`).toBe(true);
     }
     if (finishMoves) expect(table.members.filter((m) => m.status === 'joining' || m.status === 'leaving')).toEqual([]);
-    const ring = Ring.build(
-      inRing.map((id) => ({ id })),
-      { vnodes: settings.vnodes },
-    );
-    const pieces = decode(table.leases);
-    for (const pos of [...positions, ...pieces.map((p) => p.end)]) {
-      expect(pieceAtSorted(pieces, pos)!.owner, `owner of ${pos.toString(16)}`).toBe(ring.ownerOf(pos));
-    }
+    expectOwnership(this.core, ringOf(inRing), positions);
     expect(this.core.view(this.now).leases.some((l) => 'movingTo' in l)).toBe(false);
   }
 }

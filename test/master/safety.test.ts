@@ -17,18 +17,21 @@
 // table converges to the ring of the live members.
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Ring, initHash } from '../../ring/index.js';
-import { MasterCore, MasterError, type Effect, type MasterSnapshot, type WireRecall } from '../../server/master/core.js';
+import { initHash } from '../../ring/index.js';
+import { MasterError } from '../../server/master/core.js';
 import {
   decode,
   doubleHolding,
+  expectOwnership,
   fencingProblem,
   ids,
   info,
+  LeaseWorld,
   NodeView,
-  pieceAtSorted,
   probePositions,
-  recalls,
+  renewMask,
+  renewsAt,
+  ringOf,
   settings,
   tilingProblem,
 } from './helpers.js';
@@ -39,8 +42,6 @@ beforeAll(async () => {
   await initHash();
   positions = probePositions(64);
 });
-
-type Recall = Extract<Effect, { type: 'recall' }>;
 
 type Event =
   | { t: 'register'; id: number }
@@ -63,14 +64,11 @@ const k = fc.nat({ max: 1000 });
 
 function events(profile: Profile): fc.Arbitrary<Event[]> {
   const w = profile.weights;
-  const renewMask = fc
-    .tuple(...profile.renewPct.map((pct) => fc.integer({ min: 0, max: 99 }).map((x) => x < pct)))
-    .map((bits) => bits.reduce((mask, b, i) => mask | (b ? 1 << i : 0), 0));
   const event: fc.Arbitrary<Event> = fc.oneof(
     { weight: w.register, arbitrary: fc.record({ t: fc.constant('register' as const), id: fc.integer({ min: 0, max: ids.length - 1 }) }) },
     { weight: w.renew, arbitrary: fc.record({ t: fc.constant('renew' as const), k }) },
     { weight: w.silence, arbitrary: fc.record({ t: fc.constant('silence' as const), k }) },
-    { weight: w.tick, arbitrary: fc.record({ t: fc.constant('tick' as const), dt: fc.integer({ min: 0, max: 700 }), renew: renewMask }) },
+    { weight: w.tick, arbitrary: fc.record({ t: fc.constant('tick' as const), dt: fc.integer({ min: 0, max: 700 }), renew: renewMask(profile.renewPct) }) },
     // Most answers are held back, so that they can arrive after the world has moved on.
     { weight: w.deliver, arbitrary: fc.record({ t: fc.constant('deliver' as const), k, answerNow: fc.integer({ min: 0, max: 3 }).map((x) => x === 0) }) },
     { weight: w.answer, arbitrary: fc.record({ t: fc.constant('answer' as const), k }) },
@@ -89,25 +87,9 @@ const mixed: Profile = {
 /** Without restarts (which drop every message in flight), late answers live long enough to meet re-planned recalls. */
 const lateAnswers: Profile = { ...mixed, weights: { ...mixed.weights, restart: 0 } };
 
-class World {
-  now = 0;
-  core = new MasterCore(settings, undefined, 0);
-  readonly nodes = new Map<string, NodeView>();
-  recallsInFlight: Recall[] = [];
-  answersInFlight: Array<{ nodeId: string; acked: WireRecall[] }> = [];
-  /** What the shell last wrote to disk (JSON), as it would: after every persist effect. */
-  persisted: string | undefined;
-  /** Per probe position, the owner and generation last seen in the table. */
-  readonly seen: Array<{ owner: string; generation: number } | undefined> = [];
-  readonly trace: string[] = [];
-
-  run(effects: readonly Effect[]): void {
-    if (effects.some((e) => e.type === 'persist')) this.persisted = JSON.stringify(this.core.snapshot());
-    this.recallsInFlight.push(...recalls(effects));
-  }
-
-  live(): NodeView[] {
-    return [...this.nodes.values()].filter((n) => n.alive).sort((a, b) => (a.id < b.id ? -1 : 1));
+class World extends LeaseWorld {
+  constructor() {
+    super(12);
   }
 
   register(id: string): void {
@@ -132,17 +114,6 @@ class World {
     }
   }
 
-  deliver(i: number, answerNow: boolean): void {
-    const [r] = this.recallsInFlight.splice(i, 1);
-    const node = r && this.nodes.get(r.nodeId);
-    if (!r || !node || !node.alive) return; // a silent node never answers
-    // As the shell does: the answer names ends; the shell passes on the recall's own leases.
-    const given = new Set(node.revoke(r.leases));
-    const acked = r.leases.filter((l) => given.has(l.end));
-    if (answerNow) this.run(this.core.recalled(r.nodeId, acked, this.now));
-    else this.answersInFlight.push({ nodeId: r.nodeId, acked });
-  }
-
   step(e: Event): void {
     this.trace.push(`${this.now} ${JSON.stringify(e)}`);
     switch (e.t) {
@@ -161,41 +132,26 @@ class World {
       case 'tick':
         // Time passes; the live nodes picked by the bit mask renew first (their timers fired).
         this.now += e.dt;
-        for (const node of this.live()) if ((e.renew >> ids.indexOf(node.id as (typeof ids)[number])) & 1) this.renew(node);
+        for (const node of this.live()) if (renewsAt(e.renew, node.id)) this.renew(node);
         return this.run(this.core.tick(this.now));
       case 'deliver':
         if (this.recallsInFlight.length > 0) this.deliver(e.k % this.recallsInFlight.length, e.answerNow);
         return;
-      case 'answer': {
-        if (this.answersInFlight.length === 0) return;
-        const [a] = this.answersInFlight.splice(e.k % this.answersInFlight.length, 1);
-        return this.run(this.core.recalled(a!.nodeId, a!.acked, this.now));
-      }
-      case 'lose': {
-        const n = this.recallsInFlight.length + this.answersInFlight.length;
-        if (n === 0) return;
-        const i = e.k % n;
-        if (i < this.recallsInFlight.length) this.recallsInFlight.splice(i, 1);
-        else this.answersInFlight.splice(i - this.recallsInFlight.length, 1);
-        return;
-      }
-      case 'restart': {
-        const snapshot = this.persisted === undefined ? undefined : (JSON.parse(this.persisted) as MasterSnapshot);
-        this.core = new MasterCore(settings, snapshot, this.now);
+      case 'answer':
+        return this.answer(e.k);
+      case 'lose':
+        return this.lose(e.k);
+      case 'restart':
         // Whatever was in flight to or from the old process died with its connections.
-        this.recallsInFlight = [];
-        this.answersInFlight = [];
+        this.restart();
         return;
-      }
     }
   }
 
   /** Every invariant, at this instant (node leases only shrink between events, so this is every instant). */
   check(): void {
     // Plain throws, not expect(): this runs thousands of times per property.
-    const fail = (what: string): never => {
-      throw new Error(`${what}\n  after:\n    ${this.trace.slice(-12).join('\n    ')}`);
-    };
+    const fail = (what: string): never => this.fail(what);
     const table = this.core.table();
     const pieces = decode(table.leases);
     const tiling = tilingProblem(pieces);
@@ -206,21 +162,9 @@ class World {
       const fencing = fencingProblem(this.nodes.values(), pieces, this.now);
       if (fencing !== undefined) fail(`fencing: ${fencing}`);
     }
-    if (pieces.length > 0) {
-      positions.forEach((pos, i) => {
-        const p = pieceAtSorted(pieces, pos)!;
-        const was = this.seen[i];
-        if (was && p.generation < was.generation) fail(`generation went down at ${pos.toString(16)}: ${was.generation} -> ${p.generation}`);
-        if (was && p.owner !== was.owner && p.generation <= was.generation) {
-          fail(`owner ${was.owner} -> ${p.owner} at ${pos.toString(16)} without a higher generation (${was.generation} -> ${p.generation})`);
-        }
-        this.seen[i] = { owner: p.owner, generation: p.generation };
-      });
-    }
+    this.checkGenerations(pieces, positions);
     // What a restart would come back to is what the master runs on now.
-    if (this.persisted !== undefined || table.lsn > 0) {
-      if (JSON.stringify(this.core.snapshot()) !== this.persisted) fail('durable state changed without a persist effect');
-    }
+    this.checkPersisted();
   }
 
   /** Live nodes renew every renewMs and answer every recall at once; silent ones stay silent. */
@@ -242,14 +186,7 @@ class World {
       .map((m) => m.id)
       .sort();
     expect(up).toEqual(this.live().map((n) => n.id));
-    const ring = Ring.build(
-      up.map((id) => ({ id })),
-      { vnodes: settings.vnodes },
-    );
-    const pieces = decode(this.core.table().leases);
-    for (const pos of [...positions, ...pieces.map((p) => p.end)]) {
-      expect(pieceAtSorted(pieces, pos)!.owner, `owner of ${pos.toString(16)}`).toBe(ring.ownerOf(pos));
-    }
+    expectOwnership(this.core, ringOf(up), positions);
     expect(this.core.view(this.now).leases.some((l) => 'movingTo' in l)).toBe(false);
   }
 }

@@ -16,15 +16,15 @@
 // Knobs (environment): MEMBERSHIP_STEADY_MS, the load between two membership changes in
 // test 1 (default 3000: ~25 s of load, ~30 s in all; 8000 gives a minute-long soak);
 // MEMBERSHIP_STORAGE=level runs test 1 on LevelDB instead of memory.
-import { existsSync } from 'node:fs';
 import http from 'node:http';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hash64, initHash, Ring } from '../../ring/index.js';
 import type { RunningServer } from '../../bench/lib/servers.js';
 import { RingClient } from '../../client/index.js';
+import { pool, pollUntil, sleep } from '../helpers/async.js';
 import { request } from '../helpers/http.js';
 import { getParser, McClient, setCommand } from '../helpers/mc.js';
-import { debugLocal, nodeStats, settled, startTestCluster, startTestNode, until, view, type ClusterView, type DebugLocal } from '../helpers/cluster.js';
+import { debugLocal, holds, setPartition, settled, stat, stopStarted, startTestCluster, startTestNode, until, view, type ClusterView, type DebugLocal } from '../helpers/cluster.js';
 
 const vnodes = 32;
 const N = 3;
@@ -70,54 +70,12 @@ afterEach(async () => {
   }
   agent?.destroy();
   agent = undefined;
-  // Nodes first, newest first; then the master.
-  for (const s of started.filter((s) => s.name === 'ringkv').reverse()) await s.stop();
-  for (const s of started.filter((s) => s.name !== 'ringkv')) await s.stop();
-  const dirs = started.map((s) => s.dataDir).filter((d): d is string => d !== undefined);
-  started.length = 0;
-  const left = dirs.filter((d) => existsSync(d));
-  if (left.length > 0) throw new Error(`data dirs left behind: ${left.join(', ')}`);
+  await stopStarted(started);
 }, 60_000);
 
 function newAgent(): http.Agent {
   agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
   return agent;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Runs `fn` over `items` with at most `limit` calls in flight; results in input order. */
-async function pool<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i]!, i);
-    }),
-  );
-  return out;
-}
-
-/** Polls `check` every `intervalMs` until it returns true; throws `describe()` after `timeoutMs`. Returns the time it took. */
-async function pollUntil(timeoutMs: number, check: () => Promise<boolean>, describe: () => string, intervalMs = 200): Promise<number> {
-  const t0 = Date.now();
-  for (;;) {
-    if (await check()) return Date.now() - t0;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`not within ${timeoutMs} ms: ${describe()}`);
-    await sleep(intervalMs);
-  }
-}
-
-/** A counter of a node's /stats as a number. */
-async function stat(node: RunningServer, name: string): Promise<number> {
-  const v = (await nodeStats(node.httpPort!))[name];
-  if (typeof v !== 'number') throw new Error(`stat ${name} of ${node.httpPort} is ${JSON.stringify(v)}`);
-  return v;
-}
-
-/** `d` is a live copy of `value` (every sibling too), held as the node's own record. */
-function holds(d: DebugLocal | undefined, value: string): boolean {
-  return d !== undefined && d.hintFor === null && !d.tombstone && d.encoding === 'utf8' && d.value === value && d.siblings.every((s) => !s.tombstone && s.value === value);
 }
 
 /** Resolves with the exit code once the process has exited (bounded). */
@@ -478,10 +436,7 @@ describe('live membership (processes)', () => {
     const timings: string[] = [`cluster of 4 up: ${Date.now() - t0} ms`];
     const mark = (what: string, since: number) => timings.push(`${what}: ${Date.now() - since} ms`);
 
-    const partition = async (node: RunningServer, unreachable: string[]) => {
-      const r = await request(node.httpPort!, 'PUT', '/debug/partition', { body: Buffer.from(JSON.stringify({ unreachable })), headers: { 'content-type': 'application/json' } });
-      expect(r.status, `PUT /debug/partition: ${r.body.toString('utf8')}`).toBe(204);
-    };
+    const partition = setPartition;
     let healed = false;
     const heal = async () => {
       if (healed) return;

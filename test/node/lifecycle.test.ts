@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startRingkv, type RingkvNodeOptions, type RunningServer } from '../../bench/lib/servers.js';
+import { exitOf } from '../helpers/cli.js';
 import { request } from '../helpers/http.js';
 import { getParser, McClient, setCommand, type McValue } from '../helpers/mc.js';
 
@@ -40,16 +41,7 @@ async function connect(node: RunningServer): Promise<McClient> {
   return c;
 }
 
-function exited(proc: ChildProcess, timeoutMs = exitTimeoutMs): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve({ code: proc.exitCode, signal: proc.signalCode });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`pid ${proc.pid} did not exit within ${timeoutMs} ms`)), timeoutMs);
-    proc.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal });
-    });
-  });
-}
+const exited = (proc: ChildProcess, timeoutMs = exitTimeoutMs) => exitOf(proc, timeoutMs);
 
 /** Values of many keys, fetched with multi-key gets of a bounded size. */
 async function getMany(c: McClient, keys: string[], perGet = 100): Promise<Map<string, McValue>> {

@@ -13,14 +13,15 @@
 // What each node holds is read through GET /debug/local/:key, which shows the node's own
 // record (or a hint it keeps) without any replication on the way, and GET /stats.
 // Every wait is a bounded poll on a condition; every process is stopped by its handle.
-import { existsSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import http from 'node:http';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initHash, Ring } from '../../ring/index.js';
 import type { RunningServer } from '../../bench/lib/servers.js';
+import { pool, pollUntil, sleep } from '../helpers/async.js';
 import { request } from '../helpers/http.js';
 import { McClient, setCommand } from '../helpers/mc.js';
-import { debugLocal, nodeStats, startTestCluster, startTestNode, until, type DebugLocal } from '../helpers/cluster.js';
+import { debugLocal, holds, nodeStats, startTestCluster, stat, stopStarted, startTestNode, until, type DebugLocal } from '../helpers/cluster.js';
 
 const vnodes = 16;
 /**
@@ -61,15 +62,8 @@ afterEach(async () => {
   }
   frozen.clear();
   agent?.destroy();
-  // Nodes first, newest first: a restarted node shares the data dir that the handle of its
-  // first run removes when stopped. Then the master.
-  const nodes = started.filter((s) => s.name === 'ringkv').reverse();
-  for (const s of nodes) await s.stop();
-  for (const s of started.filter((s) => s.name !== 'ringkv')) await s.stop();
-  const dirs = started.map((s) => s.dataDir).filter((d): d is string => d !== undefined);
-  started.length = 0;
-  const left = dirs.filter((d) => existsSync(d));
-  if (left.length > 0) throw new Error(`data dirs left behind: ${left.join(', ')}`);
+  // A restarted node shares the data dir that the handle of its first run removes when stopped.
+  await stopStarted(started);
 }, 60_000);
 
 function newAgent(): http.Agent {
@@ -77,46 +71,10 @@ function newAgent(): http.Agent {
   return agent;
 }
 
-/** Runs `fn` over `items` with at most `limit` calls in flight; results in input order. */
-async function pool<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i]!, i);
-    }),
-  );
-  return out;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A counter of a node's /stats as a number. */
-async function stat(node: RunningServer, name: string): Promise<number> {
-  const v = (await nodeStats(node.httpPort!))[name];
-  if (typeof v !== 'number') throw new Error(`stat ${name} of ${node.httpPort} is ${JSON.stringify(v)}`);
-  return v;
-}
-
 async function statSum(nodes: readonly RunningServer[], name: string): Promise<number> {
   let sum = 0;
   for (const n of nodes) sum += await stat(n, name);
   return sum;
-}
-
-/** Polls `check` every `intervalMs` until it returns true; throws `describe()` after `timeoutMs`. Returns the time it took. */
-async function pollUntil(timeoutMs: number, check: () => Promise<boolean>, describe: () => string, intervalMs = 200): Promise<number> {
-  const t0 = Date.now();
-  for (;;) {
-    if (await check()) return Date.now() - t0;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`not within ${timeoutMs} ms: ${describe()}`);
-    await sleep(intervalMs);
-  }
-}
-
-/** `d` is a live copy of `value` (every sibling too), held as the node's own record. */
-function holds(d: DebugLocal | undefined, value: string): boolean {
-  return d !== undefined && d.hintFor === null && !d.tombstone && d.encoding === 'utf8' && d.value === value && d.siblings.every((s) => !s.tombstone && s.value === value);
 }
 
 /** The version(s) a record carries, for comparing replicas: clock entries in id order (a clock is a map). */

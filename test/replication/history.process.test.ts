@@ -30,8 +30,7 @@ import { hash64, initHash, Ring } from '../../ring/index.js';
 import type { RunningServer } from '../../bench/lib/servers.js';
 import { BadRequest, InvalidKey, RingClient, Unavailable, ValueTooLarge } from '../../client/index.js';
 import { McClient, getParser } from '../helpers/mc.js';
-import { json, request } from '../helpers/http.js';
-import { settled, startTestCluster, startTestNode, until, type ClusterView } from '../helpers/cluster.js';
+import { debugFaultNodeArgs, debugLocal, nodeStats, setPartition, settled, startTestCluster, startTestNode, until, type ClusterView, type DebugLocal } from '../helpers/cluster.js';
 import { HistoryRecorder, type Call, type Key, type Value } from '../history/recorder.js';
 import { checkHistory, formatProblems, type ReplicaStates } from '../history/checker.js';
 
@@ -43,14 +42,7 @@ const leaseMs = 2500;
 const renewMs = 250;
 const vnodes = 16;
 const ids = ['n1', 'n2', 'n3', 'n4'];
-const nodeArgs = [
-  '--debug-faults',
-  '--heartbeat-ms', '100',
-  '--replica-timeout-ms', '300',
-  '--anti-entropy-ms', '500',
-  '--forward-timeout-ms', '1000',
-  '--unavailable-ms', '5000',
-];
+const nodeArgs = [...debugFaultNodeArgs];
 /** How long the faults run (the clients stop with them). */
 const loadMs = 12_000;
 /** Upper bound on operations per client. */
@@ -72,28 +64,14 @@ function prng(s: number): () => number {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-interface DebugVersion {
-  value: string;
-  version: { clock: Record<string, number>; ts: { wallMs: number; logical: number } };
-  tombstone: boolean;
-  expiresAtMs: number;
-}
-interface DebugRecord extends DebugVersion {
-  hintFor: string | null;
-  siblings: DebugVersion[];
-}
-
 /** A node's own record of key (GET /debug/local); undefined when it has none (a hint it keeps for another is not its own). */
-async function ownRecord(node: RunningServer, key: string): Promise<DebugRecord | undefined> {
-  const r = await request(node.httpPort!, 'GET', `/debug/local/${encodeURIComponent(key)}`);
-  if (r.status === 404) return undefined;
-  if (r.status !== 200) throw new Error(`GET /debug/local/${key} answered ${r.status}: ${r.body.toString()}`);
-  const rec = json(r) as DebugRecord;
-  return rec.hintFor === null ? rec : undefined;
+async function ownRecord(node: RunningServer, key: string): Promise<DebugLocal | undefined> {
+  const rec = await debugLocal(node.httpPort!, key);
+  return rec?.hintFor === null ? rec : undefined;
 }
 
 /** The versions a record holds as comparable text; [] when absent or only tombstones (a delete). */
-function versionSet(r: DebugRecord | undefined): string[] {
+function versionSet(r: DebugLocal | undefined): string[] {
   if (!r) return [];
   const all = [r, ...r.siblings];
   if (all.every((v) => v.tombstone)) return [];
@@ -106,18 +84,8 @@ function versionSet(r: DebugRecord | undefined): string[] {
 }
 
 /** What a plain read of this record returns: the top-level (LWW) version, unless a tombstone. */
-function plainValue(r: DebugRecord | undefined): Value | undefined {
+function plainValue(r: DebugLocal | undefined): Value | undefined {
   return r === undefined || r.tombstone ? undefined : r.value;
-}
-
-async function statsOf(node: RunningServer): Promise<Record<string, string | number>> {
-  const r = await request(node.httpPort!, 'GET', '/stats');
-  return json(r) as Record<string, string | number>;
-}
-
-async function setPartition(node: RunningServer, unreachable: string[]): Promise<void> {
-  const r = await request(node.httpPort!, 'PUT', '/debug/partition', { body: Buffer.from(JSON.stringify({ unreachable })), headers: { 'content-type': 'application/json' } });
-  if (r.status !== 204) throw new Error(`PUT /debug/partition answered ${r.status}: ${r.body.toString()}`);
 }
 
 const allUp = (v: ClusterView) => ids.every((id) => v.members.some((m) => m.id === id && m.status === 'up')) && settled(ids)(v);
@@ -325,14 +293,14 @@ describe(`history under faults (seed ${seed})`, () => {
     const lists = new Map(keys.map((k) => [k, ring.preferenceList(hash64(Buffer.from(k, 'latin1')), 3)]));
     const healStart = Date.now();
     let last = '';
-    let records = new Map<Key, Array<DebugRecord | undefined>>();
+    let records = new Map<Key, Array<DebugLocal | undefined>>();
     for (;;) {
       records = new Map(await Promise.all(keys.map(async (k) => [k, await Promise.all(lists.get(k)!.map((id) => ownRecord(live.get(id)!, k)))] as const)));
       const diverging = keys.filter((k) => {
         const sets = records.get(k)!.map((r) => JSON.stringify(versionSet(r)));
         return sets.some((s) => s !== sets[0]);
       });
-      const hintsHeld = await Promise.all(ids.map(async (id) => Number((await statsOf(live.get(id)!)).hints_held)));
+      const hintsHeld = await Promise.all(ids.map(async (id) => Number((await nodeStats(live.get(id)!.httpPort!)).hints_held)));
       if (diverging.length === 0 && hintsHeld.every((h) => h === 0)) break;
       last = `keys diverging: ${diverging.map((k) => `${k} ${JSON.stringify(records.get(k)!.map(versionSet))}`).join('; ').slice(0, 3000)}; hints held: ${hintsHeld.join(',')}`;
       if (Date.now() - healStart > convergeTimeoutMs) break;

@@ -18,42 +18,16 @@ import type { RunningServer } from '../../bench/lib/servers.js';
 import { RingClient } from '../../client/index.js';
 import { McClient } from '../helpers/mc.js';
 import { json, request } from '../helpers/http.js';
-import { pieceOf, startTestCluster, view } from '../helpers/cluster.js';
+import { debugFaultNodeArgs, debugLocal, pieceOf, setPartition, startTestCluster, view, type DebugLocal, type DebugVersion } from '../helpers/cluster.js';
 
 const leaseMs = 20_000;
 const renewMs = 500;
 const vnodes = 16;
 const ids = ['n1', 'n2', 'n3', 'n4', 'n5'];
-const nodeArgs = [
-  '--debug-faults',
-  '--heartbeat-ms', '100',
-  '--replica-timeout-ms', '300',
-  '--anti-entropy-ms', '500',
-  '--forward-timeout-ms', '1000',
-  '--unavailable-ms', '5000',
-];
-
-interface DebugVersion {
-  value: string;
-  encoding: string;
-  flags: number;
-  expiresAtMs: number;
-  version: { clock: Record<string, number>; ts: { wallMs: number; logical: number }; cas: string };
-  tombstone: boolean;
-}
-interface DebugRecord extends DebugVersion {
-  key: string;
-  hintFor: string | null;
-  siblings: DebugVersion[];
-}
+const nodeArgs = [...debugFaultNodeArgs];
 
 /** What a node itself holds for key (GET /debug/local), undefined on 404. */
-async function local(node: RunningServer, key: string): Promise<DebugRecord | undefined> {
-  const r = await request(node.httpPort!, 'GET', `/debug/local/${encodeURIComponent(key)}`);
-  if (r.status === 404) return undefined;
-  expect(r.status, r.body.toString()).toBe(200);
-  return json(r) as DebugRecord;
-}
+const local = (node: RunningServer, key: string): Promise<DebugLocal | undefined> => debugLocal(node.httpPort!, key);
 
 /** One version as comparable text: clock (sorted), timestamp, tombstone, value. */
 function versionText(v: DebugVersion): string {
@@ -62,7 +36,7 @@ function versionText(v: DebugVersion): string {
 }
 
 /** The set of versions a record holds (itself and its siblings), sorted, as text. */
-function versionSet(r: DebugRecord | undefined): string[] {
+function versionSet(r: DebugLocal | undefined): string[] {
   if (!r) return [];
   return [r, ...r.siblings].map(versionText).sort();
 }
@@ -76,14 +50,6 @@ async function pollUntil<T>(what: string, probe: () => Promise<T>, ok: (t: T) =>
     if (Date.now() - start > timeoutMs) throw new Error(`${what}: not reached within ${timeoutMs} ms; last: ${JSON.stringify(value).slice(0, 3000)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-async function partition(node: RunningServer, unreachable: string[]): Promise<void> {
-  const r = await request(node.httpPort!, 'PUT', '/debug/partition', {
-    body: Buffer.from(JSON.stringify({ unreachable })),
-    headers: { 'content-type': 'application/json' },
-  });
-  expect(r.status, r.body.toString()).toBe(204);
 }
 
 async function mcSet(node: RunningServer, key: string, value: string): Promise<string> {
@@ -157,8 +123,8 @@ describe('siblings: concurrent writes through two coordinators during a partitio
     // {A, D} | {B, C, E}, set on both sides.
     const sideOne = [a, d];
     const sideTwo = [b, c, e];
-    for (const id of sideOne) await partition(byId.get(id)!, sideTwo);
-    for (const id of sideTwo) await partition(byId.get(id)!, sideOne);
+    for (const id of sideOne) await setPartition(byId.get(id)!, sideTwo);
+    for (const id of sideTwo) await setPartition(byId.get(id)!, sideOne);
 
     try {
       // A coordinates v1 (its copy + a hinted copy on D); B coordinates v2 for the
@@ -182,7 +148,7 @@ describe('siblings: concurrent writes through two coordinators during a partitio
       expect(onE?.value).toBe('v2');
       expect(onE?.hintFor).toBe(a);
     } finally {
-      for (const n of all) await partition(n, []);
+      for (const n of all) await setPartition(n, []);
     }
 
     // Hints replay and anti-entropy bring both versions to all three replicas.
@@ -194,7 +160,7 @@ describe('siblings: concurrent writes through two coordinators during a partitio
         return sets[0]!.length === 2 && sets.every((s) => JSON.stringify(s) === JSON.stringify(sets[0]));
       },
     );
-    const [ra] = converged.value as [DebugRecord, DebugRecord, DebugRecord];
+    const [ra] = converged.value as [DebugLocal, DebugLocal, DebugLocal];
     const versions = [ra, ...ra.siblings];
     expect(versions.map((v) => v.value).sort()).toEqual(['v1', 'v2']);
     expect(versions.every((v) => !v.tombstone)).toBe(true);
