@@ -17,15 +17,12 @@
 // rounds, with every generator's full report, are in the JSON.
 //
 //   node dist/bench/bench-cluster.js [--quick] [--duration-s S] [--rounds N] [--no-write]
-import { Command } from 'commander';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
-import path from 'node:path';
-import { intArg, numberArg } from './lib/cli.js';
+import { benchCommand, intArg, parseBenchOptions, runBench, type BenchOptions } from './lib/cli.js';
+import { startBenchCluster, waitServing } from './lib/cluster.js';
 import { defaultLoadSettings, runLoadInChild, type LoadReport } from './lib/loadgen.js';
-import { commitInfo, fixed, machineInfo, markdownTable } from './lib/report.js';
-import { cliPath, repoRoot, startMaster, startRingkv, type RunningServer } from './lib/servers.js';
+import type { ClusterView } from './lib/master-http.js';
+import { cellText, cliBuilt, commandLine, commitInfo, fixed, machineInfo, machineText, markdownTable, pickBest, ratio, resultsBase, publishResults, resultsTitle } from './lib/report.js';
+import { startRingkv, type RunningServer } from './lib/servers.js';
 
 type Target = 'single' | 'cluster-n1' | 'cluster-n3';
 type Workload = 'write' | 'read';
@@ -55,28 +52,22 @@ const limits = {
   stopGraceMs: 5_000,
 } as const;
 
-interface Options {
-  quick: boolean;
-  durationS?: number;
-  warmupS?: number;
+interface Options extends BenchOptions {
   keys: number;
   rounds: number;
   conns: number;
-  write: boolean;
 }
 
-const program = new Command('bench-cluster')
-  .description('a single ringkv node beside 3-node clusters with and without replication; prints ratios, writes bench/results/')
-  .option('--quick', 'short run: 2 s windows, 1 s warm-up', false)
-  .option('--duration-s <s>', 'measured window per cell, seconds (default 8, quick 2)', numberArg(1, 600))
-  .option('--warmup-s <s>', 'unrecorded warm-up per cell, seconds (default 2, quick 1)', numberArg(0, 600))
-  .option('--keys <n>', 'key space', intArg(1, 5_000_000), 10_000)
-  .option('--rounds <n>', 'times the whole ABC sequence is repeated; each cell keeps its best', intArg(1, 10), 2)
-  .option('--conns <n>', 'connections of each of the 3 generator processes', intArg(1, 1000), 16)
-  .option('--no-write', 'do not write bench/results/')
-  .parse();
-
-const opts = program.opts<Options>();
+const opts = parseBenchOptions<Options>(
+  benchCommand('bench-cluster', 'a single ringkv node beside 3-node clusters with and without replication; prints ratios, writes bench/results/', {
+    quick: 'short run: 2 s windows, 1 s warm-up',
+    durationS: { help: 'measured window per cell, seconds (default 8, quick 2)', min: 1, max: 600 },
+    warmupS: { help: 'unrecorded warm-up per cell, seconds (default 2, quick 1)', min: 0, max: 600 },
+  })
+    .option('--keys <n>', 'key space', intArg(1, 5_000_000), 10_000)
+    .option('--rounds <n>', 'times the whole ABC sequence is repeated; each cell keeps its best', intArg(1, 10), 2)
+    .option('--conns <n>', 'connections of each of the 3 generator processes', intArg(1, 1000), 16),
+);
 const settings = {
   generators: generatorsPerCell,
   connsPerGenerator: opts.conns,
@@ -126,11 +117,6 @@ interface Deployment {
   view?: ClusterView;
 }
 
-interface ClusterView {
-  lsn: number;
-  members: Array<{ id: string; status: string; pieces: number; addrs: { memcached: string; http: string; rpc: string } }>;
-  leases: Array<{ start: string; end: string; owner: string; generation: number; expiresInMs: number; movingTo?: string }>;
-}
 
 // Servers started and not yet stopped: stopped by PID if the run is interrupted.
 const running = new Set<RunningServer>();
@@ -145,126 +131,16 @@ async function stop(server: RunningServer, graceMs: number = limits.stopGraceMs)
   await server.stop(graceMs);
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** GET /cluster from the master, on a fresh connection, with a bounded wait. */
-function clusterView(master: RunningServer): Promise<ClusterView> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: master.host, port: master.httpPort, path: '/cluster', agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        clearTimeout(timer);
-        const body = Buffer.concat(chunks).toString('utf8');
-        if (res.statusCode !== 200) {
-          reject(new Error(`GET /cluster answered ${res.statusCode}: ${body.slice(0, 300)}`));
-          return;
-        }
-        try {
-          resolve(JSON.parse(body) as ClusterView);
-        } catch (e) {
-          reject(new Error(`GET /cluster: ${(e as Error).message}`));
-        }
-      });
-      res.on('error', (e) => {
-        clearTimeout(timer);
-        reject(e);
-      });
-    });
-    const timer = setTimeout(() => req.destroy(new Error(`GET /cluster got no reply within ${limits.httpTimeoutMs} ms`)), limits.httpTimeoutMs);
-    req.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
-}
-
-/** Every member up and holding pieces, every piece held by one of `ids`, none moving, every lease live. */
-function settled(ids: string[], v: ClusterView): boolean {
-  const up = v.members.filter((m) => m.status === 'up');
-  return (
-    up.length === ids.length &&
-    up.every((m) => ids.includes(m.id) && m.pieces > 0) &&
-    v.leases.length > 0 &&
-    v.leases.every((l) => ids.includes(l.owner) && l.movingTo === undefined && l.expiresInMs > 0)
-  );
-}
-
-/** Polls the master until the cluster has settled (bounded by `limits.settleMsMax`). */
-async function waitSettled(master: RunningServer, ids: string[]): Promise<ClusterView> {
-  const deadline = Date.now() + limits.settleMsMax;
-  let last: ClusterView | undefined;
-  let lastError = '';
-  for (;;) {
-    try {
-      last = await clusterView(master);
-      if (settled(ids, last)) return last;
-    } catch (e) {
-      lastError = (e as Error).message;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`cluster did not settle within ${limits.settleMsMax} ms: ${last ? JSON.stringify(last).slice(0, 1500) : lastError}`);
-    }
-    await sleep(limits.pollMs);
-  }
-}
-
-/** One memcached `set` on a fresh connection: the reply line, or why there was none. */
-function probeSet(server: RunningServer, key: string): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = net.connect(server.port, server.host);
-    let rx = '';
-    const done = (line: string) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(line);
-    };
-    const timer = setTimeout(() => done(`no reply within ${limits.probeTimeoutMs} ms`), limits.probeTimeoutMs);
-    socket.once('connect', () => socket.write(`set ${key} 0 0 1\r\nx\r\n`));
-    socket.on('data', (d: Buffer) => {
-      rx += d.toString('latin1');
-      const nl = rx.indexOf('\r\n');
-      if (nl >= 0) done(rx.slice(0, nl));
-    });
-    socket.once('error', (e) => done(`error: ${e.message}`));
-    socket.once('close', () => done(`closed: ${JSON.stringify(rx)}`));
-  });
-}
-
-/**
- * Waits until every node stores a key through its memcached port (bounded): the master
- * having settled does not mean each node has its table yet, and the preload must not
- * measure a node still joining.
- */
-async function waitServing(nodes: RunningServer[]): Promise<void> {
-  const deadline = Date.now() + limits.probeMsMax;
-  for (const [i, node] of nodes.entries()) {
-    for (let attempt = 0; ; attempt++) {
-      const reply = await probeSet(node, `bench:probe:${i}:${attempt}`);
-      if (reply === 'STORED') break;
-      if (Date.now() > deadline) throw new Error(`node ${i + 1} (port ${node.port}) answers a set with ${JSON.stringify(reply)} after ${limits.probeMsMax} ms`);
-      await sleep(limits.pollMs);
-    }
-  }
-}
-
 async function deploy(target: Target): Promise<Deployment> {
   const t0 = Date.now();
   const spec = targets.find((t) => t.target === target)!;
   if (!spec.replication) {
     const node = track(await startRingkv({ storage: 'memory' }));
-    await waitServing([node]);
+    await waitServing([node], limits);
     return { target, nodes: [node], startMs: Date.now() - t0 };
   }
-  const { n, r, w } = spec.replication;
-  const master = track(await startMaster({ args: ['--n', String(n), '--r', String(r), '--w', String(w), '--lease-ms', String(leaseMs)] }));
   const ids = Array.from({ length: clusterSize }, (_, i) => `n${i + 1}`);
-  const nodes: RunningServer[] = [];
-  for (const id of ids) {
-    nodes.push(track(await startRingkv({ storage: 'memory', args: ['--master', `127.0.0.1:${master.port}`, '--id', id, '--rpc-port', '0'] })));
-  }
-  const view = await waitSettled(master, ids);
-  await waitServing(nodes);
+  const { master, nodes, view } = await startBenchCluster({ replication: spec.replication, leaseMs, ids, limits, track });
   return { target, master, nodes, startMs: Date.now() - t0, view };
 }
 
@@ -406,43 +282,24 @@ async function runTarget(target: Target, round: number, cells: Cell[], startups:
   }
 }
 
-function pickBest(cell: Cell): void {
-  for (const run of cell.runs) {
-    if (run.result && (!cell.best || run.result.opsPerS > cell.best.opsPerS)) cell.best = run.result;
-  }
-}
-
-function ratio(m: Measurement | undefined, base: Measurement | undefined): number | undefined {
-  return m && base && base.opsPerS > 0 ? m.opsPerS / base.opsPerS : undefined;
-}
-
-/** One line, no pipes: a note must not break the markdown table. */
-function cellText(text: string, charsMax = 160): string {
-  const flat = text.replace(/\s+/g, ' ').replace(/\|/g, '/').trim();
-  return flat.length > charsMax ? flat.slice(0, charsMax - 1) + '…' : flat;
-}
-
 function renderTable(cells: Cell[]): string {
   const header = ['target', 'workload', 'ops/s', 'p50 ms', 'p99 ms', 'x single', 'notes'];
   const rows = cells.map((c) => {
     const m = c.best;
-    if (!m) return [c.target, c.workload, '–', '–', '–', '–', cellText(c.runs.map((r) => r.error).filter(Boolean)[0] ?? 'no result')];
+    if (!m) return [c.target, c.workload, '–', '–', '–', '–', cellText(c.runs.map((r) => r.error).filter(Boolean)[0] ?? 'no result', 160)];
     const base = cells.find((x) => x.target === 'single' && x.workload === c.workload)?.best;
     const failedRounds = c.runs.filter((r) => r.error).length;
     const rounds = c.runs.map((r) => (r.result ? Math.round(r.result.opsPerS / 1000) + 'k' : 'err')).join('/');
     const notes = [`rounds ${rounds}`, ...m.notes, ...(failedRounds ? [`${failedRounds} round(s) failed`] : [])];
-    return [c.target, c.workload, Math.round(m.opsPerS).toString(), fixed(m.p50Ms, 3), fixed(m.p99Ms, 3), fixed(ratio(m, base), 2), cellText(notes.join('; '))];
+    return [c.target, c.workload, Math.round(m.opsPerS).toString(), fixed(m.p50Ms, 3), fixed(m.p99Ms, 3), fixed(ratio(m, base), 2), cellText(notes.join('; '), 160)];
   });
   return markdownTable(header, rows, [0, 1, 6]);
 }
 
 async function main(): Promise<number> {
-  const commandLine = ['node', ...process.execArgv, path.relative(repoRoot, process.argv[1] ?? ''), ...process.argv.slice(2)].join(' ');
+  const command = commandLine();
   const startedAt = new Date();
-  if (!existsSync(cliPath)) {
-    console.error(`bench-cluster: ${path.relative(repoRoot, cliPath)} is missing: build the CLI (npx tsc -p .), then re-run.`);
-    return 1;
-  }
+  if (!cliBuilt('bench-cluster')) return 1;
   const cells = plan();
   console.error(
     `bench-cluster: ${settings.rounds} round(s), order ${targets.map((t) => t.target).join(' ')} (each: ${workloads.map((w) => w.workload).join(', ')}); ` +
@@ -463,10 +320,10 @@ async function main(): Promise<number> {
     `each cell shows its best round (highest ops/s). ops/s is the sum of the ${settings.generators} generators', p50/p99 the worst generator's; ` +
     `"x single" divides by the single node's ops/s under the same workload.`;
   const md = [
-    `# bench:cluster ${startedAt.toISOString().slice(0, 10)} ${commit.short}${commit.dirty ? ' (uncommitted changes)' : ''}${opts.quick ? ' — quick' : ''}`,
+    resultsTitle('bench:cluster', startedAt, commit, opts.quick),
     '',
-    `Command: \`${commandLine}\`  `,
-    `Machine: ${machine.cpus} x ${machine.cpuModel}, ${machine.memoryMb} MB, ${machine.os}, Node ${machine.node}  `,
+    `Command: \`${command}\`  `,
+    `Machine: ${machineText(machine)}  `,
     `Targets: ${targets.map((t) => `${t.target} = ${t.what}`).join('; ')}.  `,
     `Load: ${settings.generators} loadgen processes in parallel, one per node (single node: all on its one port), ${settings.connsPerGenerator} connections each, depth ${settings.depth}; ` +
       `write = 100 % set, read = 100 % get after preloading every key (each generator preloads); ${settings.valueSize} B values, ${settings.keys} keys (${settings.dist}), ` +
@@ -477,20 +334,12 @@ async function main(): Promise<number> {
     renderTable(cells),
     '',
   ].join('\n');
-  console.log('\n' + md);
-
-  if (opts.write) {
-    const dir = path.join(repoRoot, 'bench', 'results');
-    mkdirSync(dir, { recursive: true });
-    const base = `${startedAt.toISOString().slice(0, 10)}-${commit.short}-cluster${opts.quick ? '-quick' : ''}`;
-    const json = {
-      benchmark: 'bench:cluster',
-      startedAt: startedAt.toISOString(),
-      finishedAt: finishedAt.toISOString(),
-      command: commandLine,
-      commit,
-      machine,
-      quick: opts.quick,
+  publishResults('bench-cluster', {
+    write: opts.write,
+    base: resultsBase(startedAt, commit, 'cluster', opts.quick),
+    md,
+    header: { benchmark: 'bench:cluster', startedAt, finishedAt, command, commit, machine, quick: opts.quick },
+    body: () => ({
       settings,
       targets,
       workloads,
@@ -511,13 +360,8 @@ async function main(): Promise<number> {
         },
         runs: c.runs,
       })),
-    };
-    // Histogram buckets are [index, count] pairs: one per line instead of four keeps the file small.
-    const text = JSON.stringify(json, null, 2).replace(/\[\s+(-?[\d.e+]+),\s+(-?[\d.e+]+)\s+\]/g, '[$1, $2]');
-    writeFileSync(path.join(dir, `${base}.json`), text + '\n');
-    writeFileSync(path.join(dir, `${base}.md`), md);
-    console.error(`bench-cluster: wrote bench/results/${base}.json and .md`);
-  }
+    }),
+  });
   return 0;
 }
 
@@ -525,18 +369,4 @@ async function stopAll(): Promise<void> {
   await Promise.allSettled([...running].map((s) => stop(s, 2000)));
 }
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    console.error(`bench-cluster: ${signal}: stopping ${running.size} server(s)`);
-    void stopAll().finally(() => process.exit(130));
-  });
-}
-
-try {
-  process.exitCode = await main();
-} catch (e) {
-  console.error(`bench-cluster: ${(e as Error).stack ?? String(e)}`);
-  process.exitCode = 1;
-} finally {
-  await stopAll();
-}
+await runBench('bench-cluster', main, { stopAll, stopping: () => `${running.size} server(s)` });

@@ -17,17 +17,14 @@
 // events as markers) and a markdown summary (bench/results/<date>-<commit>-membership*).
 //
 //   node dist/bench/bench-membership.js [--quick] [--duration-s S] [--join-at-s S] [--leave-at-s S]
-import { Command } from 'commander';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
-import { intArg, numberArg } from './lib/cli.js';
+import { benchCommand, intArg, numberArg, parseBenchOptions, runBench, type BenchOptions } from './lib/cli.js';
+import { clusterNodeArgs, startBenchCluster } from './lib/cluster.js';
 import { cpuSample, cpuShare, type CpuSample } from './lib/cpu-share.js';
 import { defaultLoadSettings, runLoadInChild, type LoadReport, type LoadSettings } from './lib/loadgen.js';
 import { getClusterView, requestLeave, settledOn, type ClusterView, type MemberTransfer } from './lib/master-http.js';
-import { commitInfo, fixed, machineInfo, markdownTable } from './lib/report.js';
-import { cliPath, repoRoot, startMaster, startRingkv, type RunningServer } from './lib/servers.js';
+import { cliBuilt, commandLine, commitInfo, fixed, machineInfo, machineText, markdownTable, resultsBase, publishResults, resultsTitle } from './lib/report.js';
+import { startRingkv, type RunningServer } from './lib/servers.js';
 import { linePlot } from './lib/svg-plot.js';
 
 const leaseMs = 10_000;
@@ -51,34 +48,28 @@ const limits = {
   viewsMax: 20_000,
 } as const;
 
-interface Options {
-  quick: boolean;
-  durationS?: number;
-  warmupS?: number;
+interface Options extends BenchOptions {
   joinAtS?: number;
   leaveAtS?: number;
   steadyS?: number;
   keys: number;
   conns: number;
   streamMbPerS?: number;
-  write: boolean;
 }
 
-const program = new Command('bench-membership')
-  .description('ops/s and p99 per second across a live join and a decommission of a 4th node under load; writes bench/results/')
-  .option('--quick', 'short run: 20 s window, join at 4 s, leave at 11 s (or 3 s after the join settled)', false)
-  .option('--duration-s <s>', 'measured window, seconds (default 40, quick 20)', numberArg(5, 600))
-  .option('--warmup-s <s>', 'unrecorded load before the window, seconds (default 2, quick 1)', numberArg(0, 60))
-  .option('--join-at-s <s>', 'start n4 this far into the window (default 10, quick 4)', numberArg(0, 600))
-  .option('--leave-at-s <s>', 'decommission n4 this far into the window, or later (default 25, quick 11)', numberArg(0, 600))
-  .option('--steady-s <s>', 'at least this long between the ring settling on 4 nodes and the decommission (default 10, quick 3)', numberArg(0, 600))
-  .option('--keys <n>', 'key space, every key preloaded', intArg(1, 5_000_000), 20_000)
-  .option('--conns <n>', 'connections of each of the 3 generators', intArg(1, 1000), 16)
-  .option('--stream-mb-per-s <n>', "every node's transfer rate limit, MiB/s (default: the node's, 64)", intArg(1, 100_000))
-  .option('--no-write', 'do not write bench/results/')
-  .parse();
-
-const opts = program.opts<Options>();
+const opts = parseBenchOptions<Options>(
+  benchCommand('bench-membership', 'ops/s and p99 per second across a live join and a decommission of a 4th node under load; writes bench/results/', {
+    quick: 'short run: 20 s window, join at 4 s, leave at 11 s (or 3 s after the join settled)',
+    durationS: { help: 'measured window, seconds (default 40, quick 20)', min: 5, max: 600 },
+    warmupS: { help: 'unrecorded load before the window, seconds (default 2, quick 1)', min: 0, max: 60 },
+  })
+    .option('--join-at-s <s>', 'start n4 this far into the window (default 10, quick 4)', numberArg(0, 600))
+    .option('--leave-at-s <s>', 'decommission n4 this far into the window, or later (default 25, quick 11)', numberArg(0, 600))
+    .option('--steady-s <s>', 'at least this long between the ring settling on 4 nodes and the decommission (default 10, quick 3)', numberArg(0, 600))
+    .option('--keys <n>', 'key space, every key preloaded', intArg(1, 5_000_000), 20_000)
+    .option('--conns <n>', 'connections of each of the 3 generators', intArg(1, 1000), 16)
+    .option('--stream-mb-per-s <n>', "every node's transfer rate limit, MiB/s (default: the node's, 64)", intArg(1, 100_000)),
+);
 const settings = {
   nodes: originalIds.length,
   replication: { n: 3, r: 2, w: 2 },
@@ -125,49 +116,7 @@ async function sleepUntil(atMs: number, signal?: AbortSignal): Promise<void> {
   for (let ms = atMs - Date.now(); ms > 0 && !signal?.aborted; ms = atMs - Date.now()) await sleep(Math.min(ms, 200));
 }
 
-function nodeArgs(master: RunningServer, id: string): string[] {
-  return [
-    '--master', `127.0.0.1:${master.port}`,
-    '--id', id,
-    '--rpc-port', '0',
-    ...(settings.streamMbPerS !== null ? ['--stream-mb-per-s', String(settings.streamMbPerS)] : []),
-  ];
-}
-
-/** One memcached `set` on a fresh connection: the reply line, or why there was none. */
-function probeSet(server: RunningServer, key: string): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = net.connect(server.port, server.host);
-    let rx = '';
-    const done = (line: string) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(line);
-    };
-    const timer = setTimeout(() => done(`no reply within ${limits.probeTimeoutMs} ms`), limits.probeTimeoutMs);
-    socket.once('connect', () => socket.write(`set ${key} 0 0 1\r\nx\r\n`));
-    socket.on('data', (d: Buffer) => {
-      rx += d.toString('latin1');
-      const nl = rx.indexOf('\r\n');
-      if (nl >= 0) done(rx.slice(0, nl));
-    });
-    socket.once('error', (e) => done(`error: ${e.message}`));
-    socket.once('close', () => done(`closed: ${JSON.stringify(rx)}`));
-  });
-}
-
-/** Waits until every node stores a key through its memcached port (bounded). */
-async function waitServing(nodes: RunningServer[]): Promise<void> {
-  const deadline = Date.now() + limits.probeMsMax;
-  for (const [i, node] of nodes.entries()) {
-    for (let attempt = 0; ; attempt++) {
-      const reply = await probeSet(node, `bench:probe:${i}:${attempt}`);
-      if (reply === 'STORED') break;
-      if (Date.now() > deadline) throw new Error(`node ${i + 1} (port ${node.port}) answers a set with ${JSON.stringify(reply)} after ${limits.probeMsMax} ms`);
-      await sleep(limits.pollMs);
-    }
-  }
-}
+const extraNodeArgs = settings.streamMbPerS !== null ? ['--stream-mb-per-s', String(settings.streamMbPerS)] : [];
 
 // ---- watching the master -------------------------------------------------------------------
 
@@ -324,12 +273,9 @@ function maxOf(xs: Array<number | null>): number | null {
 }
 
 async function main(): Promise<number> {
-  const commandLine = ['node', ...process.execArgv, path.relative(repoRoot, process.argv[1] ?? ''), ...process.argv.slice(2)].join(' ');
+  const command = commandLine();
   const startedAt = new Date();
-  if (!existsSync(cliPath)) {
-    console.error(`bench-membership: ${path.relative(repoRoot, cliPath)} is missing: build the CLI (npx tsc -p .), then re-run.`);
-    return 1;
-  }
+  if (!cliBuilt('bench-membership')) return 1;
   if (settings.joinAtS >= settings.durationS) throw new Error(`--join-at-s ${settings.joinAtS} must be inside the ${settings.durationS} s window`);
   const log = (text: string) => console.error(`bench-membership: ${text}`);
   const notes: string[] = [];
@@ -341,17 +287,15 @@ async function main(): Promise<number> {
 
   // Cluster of 3, settled and serving, every key preloaded.
   const { n, r, w } = settings.replication;
-  const master = track(await startMaster({ args: ['--n', String(n), '--r', String(r), '--w', String(w), '--lease-ms', String(leaseMs)] }));
-  const nodes: RunningServer[] = [];
-  for (const id of originalIds) nodes.push(track(await startRingkv({ storage: 'memory', args: nodeArgs(master, id) })));
-  const settleDeadline = Date.now() + limits.settleMsMax;
-  for (;;) {
-    const v = await getClusterView(master.host, master.httpPort!, limits.httpTimeoutMs).catch(() => undefined);
-    if (v && settledOn(originalIds, v)) break;
-    if (Date.now() > settleDeadline) throw new Error(`the 3 nodes did not settle within ${limits.settleMsMax} ms: ${JSON.stringify(v ?? null).slice(0, 1000)}`);
-    await sleep(limits.pollMs);
-  }
-  await waitServing(nodes);
+  const { master, nodes } = await startBenchCluster({
+    replication: settings.replication,
+    leaseMs,
+    ids: originalIds,
+    extraNodeArgs,
+    limits,
+    track,
+    what: 'the 3 nodes',
+  });
   const base: Omit<LoadSettings, 'port'> = {
     ...defaultLoadSettings,
     conns: settings.connsPerGenerator,
@@ -428,7 +372,7 @@ async function main(): Promise<number> {
       const up = watch.until(`${joinerId} up`, statusIs(joinerId, 'up'), limits.joinMsMax, loadFailed.signal);
       joining.catch(() => {});
       up.catch(() => {});
-      joiner = track(await startRingkv({ storage: 'memory', args: nodeArgs(master, joinerId) }));
+      joiner = track(await startRingkv({ storage: 'memory', args: clusterNodeArgs(master, joinerId, extraNodeArgs) }));
       joiner.proc.once('exit', (code) => {
         exitCode = code;
         event(`${joinerId} process exited`, Date.now(), undefined, `code ${code}`);
@@ -592,7 +536,7 @@ async function main(): Promise<number> {
     const commit = commitInfo();
     const finishedAt = new Date();
     const date = startedAt.toISOString().slice(0, 10);
-    const fileBase = `${date}-${commit.short}-membership${opts.quick ? '-quick' : ''}`;
+    const fileBase = resultsBase(startedAt, commit, 'membership', opts.quick);
     const svgRel = `bench/results/${fileBase}.svg`;
     const f0 = (x: number | undefined) => fixed(x, 0);
     const f1 = (x: number | undefined) => fixed(x, 1);
@@ -644,10 +588,10 @@ async function main(): Promise<number> {
       [7],
     );
     const md = [
-      `# bench:membership ${date} ${commit.short}${commit.dirty ? ' (uncommitted changes)' : ''}${opts.quick ? ' — quick' : ''}`,
+      resultsTitle('bench:membership', startedAt, commit, opts.quick),
       '',
-      `Command: \`${commandLine}\`  `,
-      `Machine: ${machine.cpus} x ${machine.cpuModel}, ${machine.memoryMb} MB, ${machine.os}, Node ${machine.node}  `,
+      `Command: \`${command}\`  `,
+      `Machine: ${machineText(machine)}  `,
       `Load: ${settings.generators} loadgen processes (one per node n1..n3, never n4), ${settings.connsPerGenerator} connections each, depth ${settings.depth}, ` +
         `${fixed(settings.getRatio * 100, 0)} % get / ${fixed((1 - settings.getRatio) * 100, 0)} % set, ${settings.valueSize} B values, ${settings.keys} keys (${settings.dist}, preloaded), ` +
         `${settings.warmupS} s warm-up + ${settings.durationS} s window. n4 started at ${settings.joinAtS} s; decommissioned at ${settings.leaveAtS} s or ${settings.steadyS} s after the ring settled on 4 nodes, whichever later` +
@@ -691,24 +635,19 @@ async function main(): Promise<number> {
       markers: events.filter((e) => e.marker && e.tS !== undefined).map((e) => ({ x: e.tS!, label: `${e.marker} (${f1(e.tS)} s)` })),
     });
 
-    console.log('\n' + md);
-    if (opts.write) {
-      const dir = path.join(repoRoot, 'bench', 'results');
-      mkdirSync(dir, { recursive: true });
-      const json = {
-        benchmark: 'bench:membership',
-        startedAt: startedAt.toISOString(),
-        finishedAt: finishedAt.toISOString(),
-        command: commandLine,
-        commit,
-        machine,
-        quick: opts.quick,
+    publishResults('bench-membership', {
+      write: opts.write,
+      base: fileBase,
+      md,
+      svg,
+      header: { benchmark: 'bench:membership', startedAt, finishedAt, command, commit, machine, quick: opts.quick },
+      body: () => ({
         settings,
         method,
         windowStartMs: t0,
         windowEndMs,
         baselineOpsPerS: baseline,
-      cpuBeforeWindow: { cores: machine.cpus, idleShare: idleShare ?? null, loadAvg },
+        cpuBeforeWindow: { cores: machine.cpus, idleShare: idleShare ?? null, loadAvg },
         durations,
         phases,
         events,
@@ -721,31 +660,17 @@ async function main(): Promise<number> {
         stderr: tails,
         preload: pre.preload,
         generators: reports.map((report, i) => ({ node: originalIds[i], port: nodes[i]!.port, report })),
-      };
-      // Histogram buckets are [index, count] pairs: one per line instead of four keeps the file small.
-      const text = JSON.stringify(json, null, 2).replace(/\[\s+(-?[\d.e+]+),\s+(-?[\d.e+]+)\s+\]/g, '[$1, $2]');
-      writeFileSync(path.join(dir, `${fileBase}.json`), text + '\n');
-      writeFileSync(path.join(dir, `${fileBase}.md`), md);
-      writeFileSync(path.join(dir, `${fileBase}.svg`), svg);
-      log(`wrote bench/results/${fileBase}.json, .md and .svg`);
-    }
+      }),
+    });
     return 0;
   }
 }
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    console.error(`bench-membership: ${signal}: stopping generators and ${running.size} server(s)`);
-    void stopAll().finally(() => process.exit(130));
-  });
-}
-
-try {
-  process.exitCode = await main();
-} catch (e) {
-  const tails = [...running].map((s) => `${s.name}: ${s.stderr().trim().slice(-300)}`).filter((t) => !t.endsWith(': ')).join(' | ');
-  console.error(`bench-membership: ${(e as Error).stack ?? String(e)}${tails ? `\nstderr: ${tails}` : ''}`);
-  process.exitCode = 1;
-} finally {
-  await stopAll();
-}
+await runBench('bench-membership', main, {
+  stopAll,
+  stopping: () => `generators and ${running.size} server(s)`,
+  errorDetail: () => {
+    const tails = [...running].map((s) => `${s.name}: ${s.stderr().trim().slice(-300)}`).filter((t) => !t.endsWith(': ')).join(' | ');
+    return tails ? `\nstderr: ${tails}` : '';
+  },
+});

@@ -12,14 +12,13 @@
 // the best round is the closest to what the target can do. All rounds are in the JSON.
 //
 //   node dist/bench/bench-node.js [--quick] [--duration-s S] [--rounds N] [--check]
-import { Command } from 'commander';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { intArg, numberArg } from './lib/cli.js';
+import { benchCommand, intArg, parseBenchOptions, runBench, type BenchOptions } from './lib/cli.js';
 import { runHttpLoad, type HttpLoadReport } from './lib/http-load.js';
 import { defaultLoadSettings, runLoadInChild, type LoadReport } from './lib/loadgen.js';
 import { memcaslapKeys, runMemcaslap, type MemcaslapReport } from './lib/memcaslap.js';
-import { commitInfo, fixed, machineInfo, markdownTable } from './lib/report.js';
+import { cellText, commandLine, commitInfo, fixed, machineInfo, machineText, markdownTable, pickBest, ratio, resultsBase, publishResults, resultsTitle } from './lib/report.js';
 import {
   cliPath,
   repoRoot,
@@ -41,34 +40,28 @@ const goals: ReadonlyArray<{ target: Target; generator: Generator; ratioMin: num
   { target: 'ringkv-level', generator: 'memcaslap', ratioMin: 0.6 },
 ];
 
-interface Options {
-  quick: boolean;
-  durationS?: number;
-  warmupS?: number;
+interface Options extends BenchOptions {
   keys?: number;
   rounds: number;
   conns: number;
   check: boolean;
   memcaslap: boolean;
   autocannon: boolean;
-  write: boolean;
 }
 
-const program = new Command('bench-node')
-  .description('one ringkv node beside memcached and the Node floors; prints ratios, writes bench/results/')
-  .option('--quick', 'short run (about a minute): 2 s windows, 50k keys', false)
-  .option('--duration-s <s>', 'measured window per cell, seconds (default 10, quick 2)', numberArg(1, 600))
-  .option('--warmup-s <s>', 'unrecorded warm-up per cell, seconds (default 2, quick 1)', numberArg(0, 600))
-  .option('--keys <n>', 'key space (default 100000, quick 50000; memcaslap rounds it up to conns x 1000)', intArg(1, 5_000_000))
-  .option('--rounds <n>', 'times the whole ABCD sequence is repeated; each cell keeps its best', intArg(1, 10), 2)
-  .option('--conns <n>', 'connections of every generator', intArg(1, 1000), defaultLoadSettings.conns)
-  .option('--check', 'exit 1 unless every target passes', false)
-  .option('--no-memcaslap', 'skip the memcaslap cells')
-  .option('--no-autocannon', 'skip the HTTP cells')
-  .option('--no-write', 'do not write bench/results/')
-  .parse();
-
-const opts = program.opts<Options>();
+const opts = parseBenchOptions<Options>(
+  benchCommand('bench-node', 'one ringkv node beside memcached and the Node floors; prints ratios, writes bench/results/', {
+    quick: 'short run (about a minute): 2 s windows, 50k keys',
+    durationS: { help: 'measured window per cell, seconds (default 10, quick 2)', min: 1, max: 600 },
+    warmupS: { help: 'unrecorded warm-up per cell, seconds (default 2, quick 1)', min: 0, max: 600 },
+  })
+    .option('--keys <n>', 'key space (default 100000, quick 50000; memcaslap rounds it up to conns x 1000)', intArg(1, 5_000_000))
+    .option('--rounds <n>', 'times the whole ABCD sequence is repeated; each cell keeps its best', intArg(1, 10), 2)
+    .option('--conns <n>', 'connections of every generator', intArg(1, 1000), defaultLoadSettings.conns)
+    .option('--check', 'exit 1 unless every target passes', false)
+    .option('--no-memcaslap', 'skip the memcaslap cells')
+    .option('--no-autocannon', 'skip the HTTP cells'),
+);
 const durationS = opts.durationS ?? (opts.quick ? 2 : 10);
 const warmupS = opts.warmupS ?? (opts.quick ? 1 : 2);
 // 50k in quick runs: memcaslap's key space is a whole number of thousands per connection.
@@ -240,18 +233,8 @@ async function runCell(cell: Cell, round: number): Promise<void> {
   }
 }
 
-function pickBest(cell: Cell): void {
-  for (const run of cell.runs) {
-    if (run.result && (!cell.best || run.result.opsPerS > cell.best.opsPerS)) cell.best = run.result;
-  }
-}
-
 function peer(cells: Cell[], target: Target, generator: Generator): Measurement | undefined {
   return cells.find((c) => c.target === target && c.generator === generator)?.best;
-}
-
-function ratio(m: Measurement | undefined, base: Measurement | undefined): number | undefined {
-  return m && base && base.opsPerS > 0 ? m.opsPerS / base.opsPerS : undefined;
 }
 
 interface GoalResult {
@@ -277,19 +260,13 @@ function evaluateGoals(cells: Cell[]): GoalResult[] {
   });
 }
 
-/** One line, no pipes: a note must not break the markdown table. */
-function cellText(text: string, charsMax = 120): string {
-  const flat = text.replace(/\s+/g, ' ').replace(/\|/g, '/').trim();
-  return flat.length > charsMax ? flat.slice(0, charsMax - 1) + '…' : flat;
-}
-
 function renderTable(cells: Cell[]): string {
   const header = ['target', 'generator', 'ops/s', 'p50 ms', 'p99 ms', 'p999 ms', 'x memcached', 'x floor', 'notes'];
   const rows = cells.map((c) => {
     const m = c.best;
     if (!m) {
       const why = c.skipped ?? c.runs.map((r) => r.error).filter(Boolean)[0] ?? 'no result';
-      return [c.target, c.generator, '–', '–', '–', '–', '–', '–', cellText(why)];
+      return [c.target, c.generator, '–', '–', '–', '–', '–', '–', cellText(why, 120)];
     }
     const lat = (x: number) => (m.latencyUpperBounds && Number.isFinite(x) ? '≤' : '') + fixed(x, 3);
     const isHttp = c.generator === 'autocannon';
@@ -299,7 +276,7 @@ function renderTable(cells: Cell[]): string {
     // Every round's ops/s, so a reader sees how much the machine moved under this cell.
     const rounds = c.runs.map((r) => (r.result ? Math.round(r.result.opsPerS / 1000) + 'k' : 'err')).join('/');
     const notes = [`rounds ${rounds}`, ...m.notes, ...(failedRounds ? [`${failedRounds} round(s) failed`] : [])];
-    return [c.target, c.generator, Math.round(m.opsPerS).toString(), lat(m.p50Ms), lat(m.p99Ms), lat(m.p999Ms), isHttp ? 'n/a' : fixed(vsMemcached, 2), fixed(vsFloor, 2), cellText(notes.join('; '))];
+    return [c.target, c.generator, Math.round(m.opsPerS).toString(), lat(m.p50Ms), lat(m.p99Ms), lat(m.p999Ms), isHttp ? 'n/a' : fixed(vsMemcached, 2), fixed(vsFloor, 2), cellText(notes.join('; '), 120)];
   });
   return markdownTable(header, rows, [0, 1, 8]);
 }
@@ -313,7 +290,7 @@ function renderGoals(results: GoalResult[]): string {
 }
 
 async function main(): Promise<number> {
-  const commandLine = ['node', ...process.execArgv, path.relative(repoRoot, process.argv[1] ?? ''), ...process.argv.slice(2)].join(' ');
+  const command = commandLine();
   const startedAt = new Date();
   const cells = plan();
   if (!ringkvBuilt) console.error(`bench-node: ${path.relative(repoRoot, cliPath)} is missing: ringkv targets are skipped (build the CLI, then re-run).`);
@@ -331,10 +308,10 @@ async function main(): Promise<number> {
   const commit = commitInfo();
   const method = `Each target started fresh per cell, in the order listed, the whole sequence repeated ${settings.rounds} time(s) (ABCD ABCD); each cell shows its best round (highest ops/s). Ratios compare cells with the same generator.`;
   const md = [
-    `# bench:node ${startedAt.toISOString().slice(0, 10)} ${commit.short}${commit.dirty ? ' (uncommitted changes)' : ''}${opts.quick ? ' — quick' : ''}`,
+    resultsTitle('bench:node', startedAt, commit, opts.quick),
     '',
-    `Command: \`${commandLine}\`  `,
-    `Machine: ${machine.cpus} x ${machine.cpuModel}, ${machine.memoryMb} MB, ${machine.os}, Node ${machine.node}, ${machine.memcached}, ${machine.memcaslap}  `,
+    `Command: \`${command}\`  `,
+    `Machine: ${machineText(machine)}, ${machine.memcached}, ${machine.memcaslap}  `,
     `Load: ${settings.conns} connections, depth ${settings.depth}, ${settings.getRatio * 100}% get / ${Math.round((1 - settings.getRatio) * 100)}% set, ${settings.valueSize} B values, ${settings.keys} keys (${settings.dist}), ${settings.warmupS} s warm-up + ${settings.durationS} s measured (memcaslap: ${settings.memcaslapKeys} keys of ${settings.memcaslapKeyBytes} B, ${settings.memcaslapDurationS} s, no warm-up); autocannon: GET one preloaded key.  `,
     `Method: ${method} memcaslap latencies are upper bounds of its log2 buckets (≤).`,
     '',
@@ -343,20 +320,12 @@ async function main(): Promise<number> {
     renderGoals(goalResults),
     '',
   ].join('\n');
-  console.log('\n' + md);
-
-  if (opts.write) {
-    const dir = path.join(repoRoot, 'bench', 'results');
-    mkdirSync(dir, { recursive: true });
-    const base = `${startedAt.toISOString().slice(0, 10)}-${commit.short}-node${opts.quick ? '-quick' : ''}`;
-    const json = {
-      benchmark: 'bench:node',
-      startedAt: startedAt.toISOString(),
-      finishedAt: new Date().toISOString(),
-      command: commandLine,
-      commit,
-      machine,
-      quick: opts.quick,
+  publishResults('bench-node', {
+    write: opts.write,
+    base: resultsBase(startedAt, commit, 'node', opts.quick),
+    md,
+    header: { benchmark: 'bench:node', startedAt, finishedAt: new Date(), command, commit, machine, quick: opts.quick },
+    body: () => ({
       settings,
       method,
       goals: goalResults,
@@ -367,13 +336,8 @@ async function main(): Promise<number> {
         best: c.best && { opsPerS: c.best.opsPerS, p50Ms: c.best.p50Ms, p99Ms: c.best.p99Ms, p999Ms: c.best.p999Ms, latencyUpperBounds: c.best.latencyUpperBounds, notes: c.best.notes },
         runs: c.runs,
       })),
-    };
-    // Histogram buckets are [index, count] pairs: one per line instead of four keeps the file small.
-    const text = JSON.stringify(json, null, 2).replace(/\[\s+(-?[\d.e+]+),\s+(-?[\d.e+]+)\s+\]/g, '[$1, $2]');
-    writeFileSync(path.join(dir, `${base}.json`), text + '\n');
-    writeFileSync(path.join(dir, `${base}.md`), md);
-    console.error(`bench-node: wrote bench/results/${base}.json and .md`);
-  }
+    }),
+  });
   if (opts.check && goalResults.some((g) => g.verdict !== 'PASS')) return 1;
   return 0;
 }
@@ -382,17 +346,4 @@ async function stopAll(): Promise<void> {
   await Promise.all([...running].map((s) => s.stop(2000)));
 }
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    console.error(`bench-node: ${signal}: stopping ${running.size} server(s)`);
-    void stopAll().finally(() => process.exit(130));
-  });
-}
-
-try {
-  process.exitCode = await main();
-} catch (e) {
-  console.error(`bench-node: ${(e as Error).stack ?? String(e)}`);
-  await stopAll();
-  process.exitCode = 1;
-}
+await runBench('bench-node', main, { stopAll, stopping: () => `${running.size} server(s)` });
