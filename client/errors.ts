@@ -10,6 +10,9 @@
 //                             unknown: it may or may not have been applied.
 //   Unavailable               no owner could be reached, or the connection was lost after
 //                             a non-idempotent request left (`sent` true: outcome unknown).
+//   Busy                      the node refused the request in overload, before running it,
+//                             and kept refusing until the deadline (the client backs off
+//                             and retries meanwhile). Nothing was done.
 //   ServerError               the node answered with an error the client does not know.
 //   Closed                    the client was closed.
 
@@ -75,6 +78,12 @@ export class Unavailable extends RingkvError {
   ) {
     super(message, options);
   }
+}
+
+/** The node refused the request in overload, before running it; retried with backoff until the deadline. */
+export class Busy extends RingkvError {
+  override readonly name = 'Busy';
+  readonly code = 'BUSY';
 }
 
 /** The node answered with an error code this client does not handle (INTERNAL, UNKNOWN_TYPE, ...). */

@@ -27,6 +27,7 @@ export {
   ServerError,
   Timeout,
   Unavailable,
+  Busy,
   ValueTooLarge,
 } from './errors.js';
 export { ITEM_OVERHEAD_BYTES, KEY_MAX_BYTES, MAX_ITEM_SIZE_DEFAULT, itemSize, keyBytes, type Key, type Value } from './keys.js';

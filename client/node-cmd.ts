@@ -51,6 +51,10 @@ export function addNodeOptions(cmd: Command): Command {
     .option('--memory-mb <n>', 'store size in memory mode, MiB', intIn('--memory-mb', 1, 1 << 20), defaults.memoryMb)
     .option('--max-item-size <bytes>', 'largest item (memcached -I)', intIn('--max-item-size', MIN_ITEM_SIZE, 512 * 1024 * 1024), defaults.maxItemSize)
     .option('--max-conns <n>', 'connections accepted at once (memcached -c)', intIn('--max-conns', 1, 1 << 20), defaults.maxConns)
+    .option('--max-inflight <n>', 'client requests in flight before new ones are refused as busy (0 = no bound)', intIn('--max-inflight', 0, 1 << 24), defaults.maxInflight)
+    .option('--max-lag-ms <ms>', 'event-loop lag past which new client requests are refused as busy (0 = off)', intIn('--max-lag-ms', 0, 60_000), defaults.maxLagMs)
+    .option('--idle-timeout <s>', 'close connections silent both ways this many seconds (memcached idle_timeout; 0 = never)', intIn('--idle-timeout', 0, 86_400), defaults.idleTimeoutMs / 1000)
+    .option('--request-timeout <s>', 'a request must arrive whole, and replies be taken, within this many seconds (0 = never)', intIn('--request-timeout', 0, 86_400), defaults.requestTimeoutMs / 1000)
     .option('--sweep-interval-ms <ms>', 'pause between sweeps of expired items', intIn('--sweep-interval-ms', 10, 86_400_000), defaults.sweepIntervalMs)
     .option('--master <host:port>', 'join the cluster of this lease master (its RPC address)', address)
     .option('--rpc-port <n>', 'internal RPC port, in a cluster (0 = any free port)', port, defaults.rpcPort)
@@ -84,6 +88,10 @@ export function nodeConfig(o: Record<string, unknown>): NodeConfig {
     memoryMb: o.memoryMb as number,
     maxItemSize: o.maxItemSize as number,
     maxConns: o.maxConns as number,
+    maxInflight: o.maxInflight as number,
+    maxLagMs: o.maxLagMs as number,
+    idleTimeoutMs: (o.idleTimeout as number) * 1000,
+    requestTimeoutMs: (o.requestTimeout as number) * 1000,
     sweepIntervalMs: o.sweepIntervalMs as number,
     rpcPort: o.rpcPort as number,
     antiEntropyMs: o.antiEntropyMs as number,

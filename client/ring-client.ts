@@ -15,7 +15,7 @@ import { hash64, initHash } from '../ring/index.js';
 import { LeaseTable } from '../server/cluster/lease-table.js';
 import { IN_RING, type ChangesReply, type WireMember } from '../server/master/core.js';
 import { RpcBusy, RpcClient, RpcEncodeError, RpcError, RpcRemoteError, RpcTimeout, RpcUnavailable } from '../server/protocol/rpc/index.js';
-import { BadRequest, Closed, NonNumeric, RingkvError, ServerError, Timeout, Unavailable, ValueTooLarge } from './errors.js';
+import { BadRequest, Busy, Closed, NonNumeric, RingkvError, ServerError, Timeout, Unavailable, ValueTooLarge } from './errors.js';
 import { checkFlags, checkItemSize, keyBytes, MAX_ITEM_SIZE_DEFAULT, ttlMs, u64Text, valueBytes, type Key, type Value } from './keys.js';
 
 export interface RingClientOptions {
@@ -99,6 +99,8 @@ export interface RingClientCounters {
   retries: number;
   /** NOT_OWNER answers: the table was stale for that key. */
   notOwner: number;
+  /** Tries a node refused in overload (each was retried after a backoff, or became a Busy error). */
+  busy: number;
   /** Lease-table pulls that succeeded / failed. */
   refreshes: number;
   refreshFailures: number;
@@ -121,7 +123,7 @@ interface WireResult {
 
 /** The error of a request an earlier try of which may have reached a node: never "certainly not sent". */
 function mayHaveRun(e: RingkvError): RingkvError {
-  return e instanceof Unavailable && !e.sent ? new Unavailable(true, `${e.message} (an earlier try may have reached a node)`, { cause: e }) : e;
+  return (e instanceof Unavailable && !e.sent) || e instanceof Busy ? new Unavailable(true, `${e.message} (an earlier try may have reached a node)`, { cause: e }) : e;
 }
 
 /** The per-request quorum fields of a request, when given (checked by the node against N). */
@@ -163,7 +165,7 @@ interface Verdict {
 const NODE_BATCH_KEYS_MAX = 10_000;
 
 export class RingClient {
-  readonly counters: RingClientCounters = { requests: 0, retries: 0, notOwner: 0, refreshes: 0, refreshFailures: 0 };
+  readonly counters: RingClientCounters = { requests: 0, retries: 0, notOwner: 0, busy: 0, refreshes: 0, refreshFailures: 0 };
   private readonly table = new LeaseTable();
   private readonly masters: RpcClient[];
   /** The master that answered last; pulls start there. */
@@ -370,7 +372,7 @@ export class RingClient {
       } else {
         why = new Unavailable(false, `no live owner for the key in the lease table (lsn ${this.table.lsn})`);
       }
-      await this.pause(deadline, pauseMs);
+      await this.pause(deadline, pauseMs, why);
       pauseMs = Math.min(pauseMs * 2, this.s.retryMaxMs);
       this.counters.retries++;
     }
@@ -473,7 +475,7 @@ export class RingClient {
       if (shrink) batchKeys = Math.max(1, Math.floor(batchKeys / 2));
       else {
         why ??= new Unavailable(false, `the owner of a key moved (lsn ${this.table.lsn})`);
-        await this.pause(deadline, pauseMs);
+        await this.pause(deadline, pauseMs, why);
         pauseMs = Math.min(pauseMs * 2, this.s.retryMaxMs);
       }
       this.counters.retries++;
@@ -496,6 +498,10 @@ export class RingClient {
           return { retry: true, error: new Unavailable(false, `${what}: not the owner (${e.message})`) };
         case 'SHUTTING_DOWN':
           return { retry: true, error: new Unavailable(false, `${what}: the node is shutting down`) };
+        case 'OVERLOADED':
+          // Refused before it ran, so any request may be tried again, after a backoff.
+          this.counters.busy++;
+          return { retry: true, error: new Busy(`${what}: the node is overloaded (${e.message})`) };
         case 'BAD_REQUEST':
           return { retry: false, error: new BadRequest(`${what}: ${e.message}`) };
         case 'UNAVAILABLE':
@@ -537,16 +543,21 @@ export class RingClient {
   private expired(why: RingkvError | undefined, timeoutMs: number, what: string, reached = false): RingkvError {
     if (this.closed) return new Closed();
     if (reached) return mayHaveRun(this.expired(why, timeoutMs, what));
-    if (why instanceof Timeout || why instanceof Unavailable) return why;
+    if (why instanceof Timeout || why instanceof Unavailable || why instanceof Busy) return why;
     if (why === undefined) return new Timeout(timeoutMs, `${what}: no answer within ${timeoutMs} ms`);
     return new Unavailable(false, `${what}: no owner answered within ${timeoutMs} ms (last: ${why.message})`, { cause: why });
   }
 
-  /** Between tries: pull the table (bounded by the deadline) and back off. */
-  private async pause(deadline: number, pauseMs: number): Promise<void> {
+  /**
+   * Between tries: pull the table (bounded by the deadline) and back off. After a refusal
+   * in overload the table is not the problem: only back off, by a random part of the
+   * pause, so that clients refused together do not come back together.
+   */
+  private async pause(deadline: number, pauseMs: number, why?: RingkvError): Promise<void> {
     const leftMs = deadline - Date.now();
     if (leftMs <= 0) return;
-    await Promise.all([within(this.refresh().catch(() => {}), leftMs), sleep(Math.min(pauseMs, leftMs))]);
+    if (why instanceof Busy) await sleep(Math.min(pauseMs * (0.5 + Math.random() / 2), leftMs));
+    else await Promise.all([within(this.refresh().catch(() => {}), leftMs), sleep(Math.min(pauseMs, leftMs))]);
     this.checkOpen();
   }
 

@@ -36,6 +36,14 @@ export interface NodeConfig {
   maxConnReplyBytes: number;
   /** memcached `-c`: connections beyond this are refused. */
   maxConns: number;
+  /** Client requests in flight (all front ends) before new ones are refused as busy; 0 = no bound. */
+  maxInflight: number;
+  /** Event-loop lag in ms past which new client requests are refused as busy; 0 = off. */
+  maxLagMs: number;
+  /** memcached's idle_timeout, in ms: connections silent both ways this long are closed; 0 = never. */
+  idleTimeoutMs: number;
+  /** A request must arrive whole, and replies must be taken, within this long; 0 = never. */
+  requestTimeoutMs: number;
   /** How long SIGTERM waits for in-flight requests before closing anyway. */
   shutdownGraceMs: number;
   /** Lease master (host:port of its RPC); absent = a standalone node that owns every key. */
@@ -88,8 +96,12 @@ export const defaults: NodeConfig = {
   sweepBatch: 10_000,
   tombstoneGraceMs: 4 * 3600_000,
   maxGetLineBytes: 2 * MB,
-  maxConnReplyBytes: 64 * MB,
+  maxConnReplyBytes: 4 * MB,
   maxConns: 4096,
+  maxInflight: 4096,
+  maxLagMs: 0,
+  idleTimeoutMs: 0,
+  requestTimeoutMs: 60_000,
   shutdownGraceMs: 5_000,
   rpcPort: 7101,
   lookupRefreshMs: 1_000,

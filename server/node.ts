@@ -17,6 +17,7 @@ import { MemoryStore } from './storage/memory-store.js';
 import type { Store } from './storage/store.js';
 import { casText, type StoredRecord } from './storage/record.js';
 import { jsonValue } from './protocol/http.js';
+import { Admission } from './overload.js';
 
 export const RINGKV_VERSION = '0.1.0';
 /** memcached-compatible version text: clients that gate features on "1.6" see 1.6.18's protocol. */
@@ -56,6 +57,8 @@ function clusterStats(m: ClusterMembership): Record<string, number | string> {
   const ae = m.antiEntropy.counters;
   return {
     cluster_leases_held: m.owner.leases().length,
+    forwarded_requests: m.router.counters.forwarded_out,
+    forwarded_received: m.router.counters.forwarded_in,
     cluster_table_lsn: m.table.lsn,
     cluster_table_pieces: m.table.size,
     replica_writes: rc.replica_writes,
@@ -97,6 +100,7 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
   await kv.open();
 
   const api = new LocalKvApi(kv);
+  const admission = new Admission({ maxInflight: cfg.maxInflight, maxLagMs: cfg.maxLagMs });
   let mc: McServer | undefined;
   let membership: ClusterMembership | undefined;
   const stats = (): Record<string, string | number> => {
@@ -117,6 +121,8 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
       curr_connections: conn?.curr_connections ?? 0,
       total_connections: conn?.total_connections ?? 0,
       rejected_connections: conn?.rejected_connections ?? 0,
+      // memcached's name for connections closed by idle_timeout; ours also counts the request timeout
+      idle_kicks: conn?.timed_out_connections ?? 0,
       cmd_get: c.cmd_get,
       cmd_set: c.cmd_set,
       cmd_flush: c.cmd_flush,
@@ -148,6 +154,11 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
       reclaimed: c.expired_swept,
       // ringkv's own
       storage: store.kind,
+      requests_inflight: admission.inflight,
+      rejected_requests: admission.rejected,
+      rejected_inflight: admission.counters.rejected_inflight,
+      rejected_lag: admission.counters.rejected_lag,
+      event_loop_lag_ms: admission.lagMs().toFixed(1),
       cache_hits: s.cacheHits,
       cache_misses: s.cacheMisses,
       tombstones_purged: c.tombstones_purged,
@@ -159,6 +170,10 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
   const settings = (): Array<readonly [string, string | number]> => [
     ['maxbytes', store.stats().limitBytes],
     ['maxconns', cfg.maxConns],
+    ['idle_timeout', cfg.idleTimeoutMs / 1000],
+    ['max_inflight', cfg.maxInflight],
+    ['max_lag_ms', cfg.maxLagMs],
+    ['request_timeout', cfg.requestTimeoutMs / 1000],
     ['tcpport', cfg.port],
     ['evictions', cfg.storage === 'memory' ? 'on' : 'off'],
     ['item_size_max', cfg.maxItemSize],
@@ -206,7 +221,7 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
       },
   };
   if (cfg.master) {
-    membership = await startClusterMembership(cfg, mcCtx, api, clock, kv, store);
+    membership = await startClusterMembership(cfg, mcCtx, api, clock, kv, store, admission);
     const router = membership.router;
     mcCtx.dispatch = (cmd) => router.dispatch(cmd);
   }
@@ -218,6 +233,9 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
       limits: { maxGetLineBytes: cfg.maxGetLineBytes, maxValueBytes: cfg.maxItemSize },
       maxConns: cfg.maxConns,
       maxConnReplyBytes: cfg.maxConnReplyBytes,
+      admission,
+      idleTimeoutMs: cfg.idleTimeoutMs,
+      requestTimeoutMs: cfg.requestTimeoutMs,
     },
   );
   const router = membership?.router;
@@ -233,9 +251,17 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
       now: () => clock.now(),
       stats,
       debugLocal,
+      admission,
       ...(cfg.debugFaults && membership ? { partition: (ids: string[]) => membership!.partition(ids) } : {}),
     },
-    { host: cfg.host, port: cfg.httpPort, maxItemSize: cfg.maxItemSize },
+    {
+      host: cfg.host,
+      port: cfg.httpPort,
+      maxItemSize: cfg.maxItemSize,
+      maxConns: cfg.maxConns,
+      requestTimeoutMs: cfg.requestTimeoutMs,
+      ...(cfg.idleTimeoutMs > 0 ? { idleTimeoutMs: cfg.idleTimeoutMs } : {}),
+    },
   );
 
   let port: number;
@@ -245,6 +271,7 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
     httpPort = await httpServer.listen();
     await membership?.join({ memcached: `${cfg.host}:${port}`, http: `${cfg.host}:${httpPort}` });
   } catch (e) {
+    admission.close();
     await mc.close(0).catch(() => {});
     await httpServer.close(0).catch(() => {});
     await membership?.close().catch(() => {});
@@ -284,6 +311,7 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
       await Promise.all([mc.close(cfg.shutdownGraceMs), httpServer.close(cfg.shutdownGraceMs)]);
       await membership?.close();
       await sweeping;
+      admission.close();
       await store.close();
     },
   };

@@ -22,6 +22,7 @@ import { Replicator, type ReplicationSettings } from '../replication/replicator.
 import { AntiEntropy, type AeLayout, type AeRange } from '../replication/anti-entropy.js';
 import { MB } from '../config.js';
 import { Transfers } from './transfer.js';
+import { OVERLOADED, type Admission } from '../overload.js';
 
 export interface ClusterMembership {
   readonly rpcPort: number;
@@ -52,6 +53,7 @@ export async function startClusterMembership(
   clock: Clock,
   kv: LocalKv,
   store: Store,
+  admission?: Admission,
 ): Promise<ClusterMembership> {
   if (!cfg.master) throw new Error('no master configured');
   await initHash();
@@ -227,15 +229,28 @@ export async function startClusterMembership(
   });
 
   const rpc = new RpcServer({ host: cfg.host, port: cfg.rpcPort });
-  rpc.handle('mc', async (body: unknown) => {
+  // Client requests (from TS clients, and forwarded by other nodes' front ends) pass the
+  // node's admission control; replica, hint, stream and anti-entropy traffic does not: it
+  // is bounded by its own senders, and refusing it would only turn into hints and repairs.
+  const admitted = <B>(handler: (body: B) => Promise<unknown>) =>
+    async (body: B): Promise<unknown> => {
+      if (admission === undefined) return handler(body);
+      if (!admission.admit()) throw Object.assign(new Error('the node is overloaded'), { code: OVERLOADED });
+      try {
+        return await handler(body);
+      } finally {
+        admission.done();
+      }
+    };
+  rpc.handle('mc', admitted(async (body: unknown) => {
     const b = body as { cmd: WireCommand; generation?: number; standIn?: boolean; deadline?: unknown };
     return { reply: await router.serve(b.cmd, b.generation, b.standIn === true, deadlineOf(b.deadline)) };
-  });
-  rpc.handle('mc.get', async (body: unknown) => {
+  }));
+  rpc.handle('mc.get', admitted(async (body: unknown) => {
     const b = body as { keys: string[]; withCas: boolean; exptime?: number };
     return { parts: await router.serveGet(b.keys, b.withCas, b.exptime) };
-  });
-  rpc.handle('kv', async (body: unknown) => {
+  }));
+  rpc.handle('kv', admitted(async (body: unknown) => {
     const b = body as { req: KvRequest & { key: unknown; value?: unknown }; generation?: number; standIn?: boolean; route?: boolean; deadline?: unknown };
     // route: a client whose owner does not answer asks this node to route the request
     // (forward it, or find a replica to coordinate it) as it does for its own front-ends.
@@ -244,15 +259,15 @@ export async function startClusterMembership(
       return router.runKv(kvRequestFromWire(b.req));
     }
     return router.serveKv(kvRequestFromWire(b.req), b.generation, b.standIn === true, deadlineOf(b.deadline));
-  });
-  rpc.handle('kv.many', async (body: unknown) => {
+  }));
+  rpc.handle('kv.many', admitted(async (body: unknown) => {
     // One round trip per owner for a client's getMany: null where this node is not the owner.
     const b = body as { keys?: unknown; r?: unknown };
     if (!Array.isArray(b.keys) || b.keys.length > 10_000) throw Object.assign(new Error('keys must be an array of at most 10000 keys'), { code: 'BAD_REQUEST' });
     const keys = b.keys.map((k: unknown) => kvRequestFromWire({ op: 'get', key: k, r: b.r }).key);
     const r = b.r === undefined || b.r === null ? {} : replicator.checkQuorum({ r: b.r as number });
     return { results: await router.serveMany(keys, r) };
-  });
+  }));
   rpc.handle('rep.put', (body: unknown) => replicator.receive(body));
   rpc.handle('rep.get', async (body: unknown) => replicator.serveGet(body));
   rpc.handle('ping', async () => ({}));

@@ -19,6 +19,7 @@ import type { LeaseTable } from './lease-table.js';
 import { type KvRequest, type KvResult, type LocalKvApi } from '../kv/api.js';
 import type { Owner } from './owner.js';
 import { QuorumError, type Quorum, type Replicator } from '../replication/replicator.js';
+import { MC_BUSY, OVERLOADED } from '../overload.js';
 
 /** A forwarded command on the wire: Buffers stay binary; 64-bit numbers travel as decimal text. */
 export type WireCommand = Record<string, unknown> & { kind: string };
@@ -129,6 +130,7 @@ function isBlind(cmd: Command): boolean {
 }
 
 const UNAVAILABLE_BUF = Buffer.from('SERVER_ERROR unavailable\r\n');
+const BUSY_BUF = Buffer.from(MC_BUSY);
 
 const UNAVAILABLE = 'SERVER_ERROR unavailable\r\n';
 
@@ -158,6 +160,9 @@ function fromWire(r: KvResult): KvResult {
 }
 
 export class Router {
+  /** Requests this node sent to an owner (or a stand-in), and requests other nodes sent here. */
+  readonly counters = { forwarded_out: 0, forwarded_in: 0 };
+
   constructor(private readonly o: RouterOptions) {}
 
   /** Runs a client's command: here, on the owner, or on every node (flush_all). */
@@ -226,6 +231,7 @@ export class Router {
   }
 
   serve(w: WireCommand, senderGeneration: number | undefined, standIn = false, deadline?: number): Maybe<Buffer> {
+    this.counters.forwarded_in++;
     this.checkDeadline(deadline);
     const cmd = decodeCommand(w);
     if (cmd.kind === 'flush_all') return toBuffer(execute(cmd, this.o.ctx));
@@ -290,6 +296,7 @@ export class Router {
 
   /** The owner's side of a forwarded multi-get: one reply block per key, null where not owner. */
   serveGet(keys: string[], withCas: boolean, exptime: number | undefined): Maybe<Array<Buffer | null>> {
+    this.counters.forwarded_in++;
     const mine = keys.filter((k) => this.o.owner.holds(keyPosition(k)) !== undefined);
     const sync = mine.length > 0 ? this.o.replicator?.quorumRead(mine) : undefined;
     if (sync) {
@@ -355,7 +362,8 @@ export class Router {
         ? this.o.forwarder
             .call<{ parts: Array<Uint8Array | null> }>(member.addrs.rpc, 'mc.get', { keys, withCas: cmd.withCas, exptime }, this.o.forwardTimeoutMs)
             .then((r) => r.parts.map((p) => (p === null ? null : Buffer.from(p))))
-            .catch(() => keys.map(() => null))
+            // An owner in overload refused the batch: so is the get (retrying key by key would add load).
+            .catch((e: { code?: unknown }) => keys.map(() => (e.code === OVERLOADED ? BUSY_BUF : null)))
         : Promise.resolve(keys.map(() => null));
       idx.forEach((i, j) => {
         // A key the owner would not serve goes the single-key way, with its retries.
@@ -372,7 +380,7 @@ export class Router {
     if (!parts.some((p) => p instanceof Promise)) return [...(parts as Buffer[]), end];
     return Promise.all(parts).then((bs) => {
       // An unavailable key fails the whole get, as one error line (like memcached's errors).
-      const failed = bs.find((b) => b.toString('latin1').startsWith('SERVER_ERROR'));
+      const failed = bs.find((b) => b.toString('latin1', 0, 13) === 'SERVER_ERROR ');
       return failed ?? [...bs, end];
     });
   }
@@ -389,7 +397,7 @@ export class Router {
           .call<{ reply: Uint8Array }>(rpc, 'mc', { cmd: wire, generation, deadline: this.deadline(), ...(standIn ? { standIn } : {}) }, this.o.forwardTimeoutMs)
           .then((r) => Buffer.from(r.reply)),
       plain: isPlain(cmd),
-      answer: (e) => `SERVER_ERROR ${String(e.message).replace(/[\r\n]/g, ' ')}\r\n`,
+      answer: (e) => (e.code === OVERLOADED ? MC_BUSY : `SERVER_ERROR ${String(e.message).replace(/[\r\n]/g, ' ')}\r\n`),
       unavailable: () => UNAVAILABLE,
       idempotent: (reads && cmd.kind !== 'gat') || isPlain(cmd),
     });
@@ -439,6 +447,7 @@ export class Router {
       const member = target !== undefined ? this.o.table.members.get(target) : undefined;
       if (route && member && IN_RING.has(member.status) && target !== this.o.selfId) {
         try {
+          this.counters.forwarded_out++;
           return await how.remote(member.addrs.rpc, route.lease.generation, standIn);
         } catch (err) {
           const e = err as Error & { code?: unknown; sent?: unknown };

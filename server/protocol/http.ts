@@ -22,11 +22,18 @@ import type { KvRequest, KvResult } from '../kv/api.js';
 type Quorum = { r?: number; w?: number };
 import { keyIsValid } from './memcached/parser.js';
 import { listen } from '../util/listen.js';
+import type { Admission } from '../overload.js';
 
 export interface HttpServerOptions {
   host: string;
   port: number;
   maxItemSize: number;
+  /** Connections accepted at once; more are closed at once. Absent = no bound. */
+  maxConns?: number;
+  /** A request (headers and body) must arrive whole within this long (ms); 0 = never. */
+  requestTimeoutMs?: number;
+  /** A keep-alive connection silent this long (ms) is closed. */
+  idleTimeoutMs?: number;
 }
 
 export interface HttpContext {
@@ -38,7 +45,12 @@ export interface HttpContext {
   debugLocal?(key: string): Promise<unknown>;
   /** Fault injection (node flag --debug-faults): the peers this node can no longer reach. */
   partition?(ids: string[]): void;
+  /** Overload control shared by every front end; absent = admit everything. */
+  admission?: Admission;
 }
+
+/** Seconds a refused client should wait before trying again (Retry-After). */
+const BUSY_RETRY_AFTER_S = '1';
 
 /** A value as JSON: UTF-8 text when it is valid UTF-8, else base64. */
 export function jsonValue(v: Buffer): { value: string; encoding: 'utf8' | 'base64' } {
@@ -110,6 +122,11 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
+/** The node refused the request in overload (503 with Retry-After): nothing was done. */
+function busyError(): HttpError {
+  return new HttpError(503, 'busy', 'the node is overloaded; nothing was done, retry later');
+}
+
 export class HttpServer {
   private readonly server: http.Server;
 
@@ -120,11 +137,18 @@ export class HttpServer {
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((e: unknown) => {
         const err = e instanceof HttpError ? e : new HttpError(500, 'internal', e instanceof Error ? e.message : String(e));
-        if (!res.headersSent) sendError(res, err, err.status === 413 ? { connection: 'close' } : {});
+        const headers: http.OutgoingHttpHeaders = err.status === 413 ? { connection: 'close' } : err.code === 'busy' ? { 'retry-after': BUSY_RETRY_AFTER_S } : {};
+        if (!res.headersSent) sendError(res, err, headers);
         else res.destroy();
       });
     });
-    this.server.keepAliveTimeout = 65_000;
+    // Slow senders (a header a byte a second) and vanished peers are cut by Node's own
+    // timers: the whole request within requestTimeout, the headers within the same.
+    const requestTimeoutMs = opts.requestTimeoutMs ?? 60_000;
+    this.server.requestTimeout = requestTimeoutMs;
+    this.server.headersTimeout = requestTimeoutMs === 0 ? 60_000 : Math.min(60_000, requestTimeoutMs);
+    this.server.keepAliveTimeout = opts.idleTimeoutMs || 65_000;
+    if (opts.maxConns !== undefined) this.server.maxConnections = opts.maxConns;
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -154,27 +178,41 @@ export class HttpServer {
       return sendJson(res, 200, body);
     }
     if (path.startsWith('/kv/')) {
-      const key = parseKey(path);
-      const quorum = {
-        ...(params.has('r') ? { r: parseIntParam(params, 'r', 1, 64)! } : {}),
-        ...(params.has('w') ? { w: parseIntParam(params, 'w', 1, 64)! } : {}),
-      };
-      switch (method) {
-        case 'GET':
-        case 'HEAD':
-          if (params.get('siblings') === 'true') return this.siblings(key, quorum, res);
-          return this.get(key, res, method === 'HEAD', quorum);
-        case 'PUT':
-          return this.put(key, params, req, res, quorum);
-        case 'DELETE':
-          return this.del(key, res, quorum);
-        default:
-          return sendError(res, new HttpError(405, 'method_not_allowed', `${method} is not supported on /kv/:key`), { allow: 'GET, HEAD, PUT, DELETE' });
+      const admission = this.ctx.admission;
+      if (admission === undefined) return this.kv(path, params, method, req, res);
+      if (!admission.admit()) {
+        // Refused before reading the body; the connection closes so an unread body cannot desync it.
+        return sendError(res, busyError(), { 'retry-after': BUSY_RETRY_AFTER_S, ...(method === 'PUT' ? { connection: 'close' } : {}) });
+      }
+      try {
+        return await this.kv(path, params, method, req, res);
+      } finally {
+        admission.done();
       }
     }
     if (path === '/healthz' && method === 'GET') return sendJson(res, 200, { status: 'ok' });
     if (path === '/stats' && method === 'GET') return sendJson(res, 200, this.ctx.stats());
     sendError(res, new HttpError(404, 'not_found', `no route for ${method} ${path}`));
+  }
+
+  private async kv(path: string, params: URLSearchParams, method: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const key = parseKey(path);
+    const quorum = {
+      ...(params.has('r') ? { r: parseIntParam(params, 'r', 1, 64)! } : {}),
+      ...(params.has('w') ? { w: parseIntParam(params, 'w', 1, 64)! } : {}),
+    };
+    switch (method) {
+      case 'GET':
+      case 'HEAD':
+        if (params.get('siblings') === 'true') return this.siblings(key, quorum, res);
+        return this.get(key, res, method === 'HEAD', quorum);
+      case 'PUT':
+        return this.put(key, params, req, res, quorum);
+      case 'DELETE':
+        return this.del(key, res, quorum);
+      default:
+        return sendError(res, new HttpError(405, 'method_not_allowed', `${method} is not supported on /kv/:key`), { allow: 'GET, HEAD, PUT, DELETE' });
+    }
   }
 
   /** Runs a request; an owner that cannot be reached is a 503 the client may retry. */
@@ -187,6 +225,7 @@ export class HttpServer {
         throw new HttpError(503, 'unavailable', typeof err.detail === 'string' ? `too few replicas answered: ${err.detail}` : 'no owner answers for this key right now');
       }
       if (err.code === 'BAD_REQUEST') throw new HttpError(400, 'bad_request', String(err.message));
+      if (err.code === 'OVERLOADED') throw busyError();
       throw e;
     }
   }

@@ -4,14 +4,20 @@
 // place in an ordered queue, so replies always leave in request order.
 //
 // Bounds: a line without \n (2 KiB, or maxGetLineBytes for get), replies waiting per
-// connection (maxPipeline) and reply bytes buffered (maxConnReplyBytes): past the last
-// two the connection stops reading until the client catches up.
+// connection (maxPipeline) and reply bytes made or buffered (maxConnReplyBytes): past the
+// last two the connection stops reading until the client catches up. A client that does
+// not catch up within requestTimeoutMs is dropped, as is one whose partial request does
+// not complete in that time (slow loris); idleTimeoutMs drops silent connections.
+//
+// Overload: each command but version/stats/quit passes the node's Admission first; a
+// refused one is answered `SERVER_ERROR busy` without being run (overload.ts).
 import net from 'node:net';
 import type { Maybe } from '../../kv/local-kv.js';
 import type { Command } from './commands.js';
 import { execute, type McContext, type Reply } from './execute.js';
 import { parseCommand, type ParserLimits } from './parser.js';
 import { listen } from '../../util/listen.js';
+import { MC_BUSY, type Admission } from '../../overload.js';
 
 export interface McServerOptions {
   host: string;
@@ -21,12 +27,27 @@ export interface McServerOptions {
   maxConnReplyBytes: number;
   /** Commands whose replies may wait at once on one connection before reading pauses. */
   maxPipeline?: number;
+  /** Overload control shared by every front end; absent = admit everything. */
+  admission?: Admission;
+  /** memcached's idle_timeout: a connection with no traffic either way for this long is closed; 0 = never. */
+  idleTimeoutMs?: number;
+  /**
+   * A request that has begun to arrive must arrive whole, and replies the node has made
+   * must be taken by the client, within this long, or the connection is closed (slow
+   * senders, clients that stop reading, peers that vanished mid-request); 0 = never.
+   */
+  requestTimeoutMs?: number;
 }
+
+/** Commands an operator needs during an overload: never refused, never counted in flight. */
+const ALWAYS_ADMITTED: ReadonlySet<Command['kind']> = new Set(['version', 'stats', 'quit', 'verbosity', 'mn']);
 
 export interface ConnectionCounters {
   curr_connections: number;
   total_connections: number;
   rejected_connections: number;
+  /** Connections closed by idle_timeout or the request timeout. */
+  timed_out_connections: number;
   bytes_read: number;
   bytes_written: number;
 }
@@ -37,6 +58,8 @@ interface Slot {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Idle time before TCP keepalive probes a silent peer. */
+const KEEPALIVE_MS = 60_000;
 
 function replyBytes(parts: Array<string | Buffer>): Buffer {
   let size = 0;
@@ -50,11 +73,22 @@ function replyBytes(parts: Array<string | Buffer>): Buffer {
   return out;
 }
 
-function pushReply(out: Array<string | Buffer>, r: Reply): void {
+/** Appends a reply's parts to `out`; returns their size in bytes. */
+function pushReply(out: Array<string | Buffer>, r: Reply): number {
   if (typeof r === 'string') {
     if (r.length > 0) out.push(r);
-  } else if (Buffer.isBuffer(r)) out.push(r);
-  else for (const p of r) out.push(p);
+    return r.length;
+  }
+  if (Buffer.isBuffer(r)) {
+    out.push(r);
+    return r.length;
+  }
+  let n = 0;
+  for (const p of r) {
+    out.push(p);
+    n += p.length;
+  }
+  return n;
 }
 
 class Connection {
@@ -64,6 +98,8 @@ class Connection {
   private swallow = 0;
   /** Replies ready to write at the end of this turn. */
   private out: Array<string | Buffer> = [];
+  /** Bytes in `out`: one read of small requests (64 KiB of `get big`) must not build gigabytes of replies. */
+  private outBytes = 0;
   /** Replies still waiting, in request order; `out` may only grow when this is empty. */
   private readonly queue: Slot[] = [];
   private quitting = false;
@@ -71,14 +107,26 @@ class Connection {
   private flushScheduled = false;
   private paused = false;
   private ending = false;
+  /** Since when (coarse clock) a partial request has waited for its next byte without one completing; 0 = none. */
+  partialSince = 0;
+  /** Since when reading has been paused because the client does not take its replies; 0 = not paused. */
+  pausedSince = 0;
 
   constructor(
     private readonly socket: net.Socket,
     private readonly ctx: McContext,
     private readonly opts: McServerOptions,
     private readonly counters: ConnectionCounters,
+    /** The server's coarse clock (ms), advanced once a second: cheap enough to read per read. */
+    private readonly coarseNow: () => number,
   ) {
     socket.setNoDelay(true);
+    // A peer that vanished without a FIN (power loss, a cut cable) is found by TCP keepalive.
+    socket.setKeepAlive(true, KEEPALIVE_MS);
+    if (opts.idleTimeoutMs) {
+      // Node resets this timer on every read and write of the socket.
+      socket.setTimeout(opts.idleTimeoutMs, () => this.timeOut());
+    }
     socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('drain', () => this.maybeResume());
     socket.on('error', () => socket.destroy());
@@ -116,10 +164,25 @@ class Connection {
   /** Parse and run every complete command in the buffer. */
   private process(): void {
     const maxPipeline = this.opts.maxPipeline ?? 1024;
+    const startOff = this.off;
+    this.parse(maxPipeline);
+    // The clock of a partial request starts when the request before it completed: a
+    // sender that trickles bytes without finishing a request is not progressing.
+    const pending = this.off < this.buf.length || this.swallow > 0;
+    if (!pending) this.partialSince = 0;
+    else if (this.off !== startOff || this.partialSince === 0) this.partialSince = this.coarseNow();
+  }
+
+  private parse(maxPipeline: number): void {
     while (!this.quitting && !this.closed && this.off < this.buf.length) {
       if (this.queue.length >= maxPipeline) {
         this.pause();
         return;
+      }
+      if (this.outBytes >= this.opts.maxConnReplyBytes) {
+        // Send what is made; if the client is not taking it, read no further for now.
+        this.flush();
+        if (this.paused) return;
       }
       const r = parseCommand(this.buf, this.off, this.opts.limits);
       if (r.type === 'need-more') break;
@@ -150,11 +213,25 @@ class Connection {
   }
 
   private run(cmd: Command): void {
+    const admission = ALWAYS_ADMITTED.has(cmd.kind) ? undefined : this.opts.admission;
+    if (admission !== undefined && !admission.admit()) {
+      // Refused before any work. A noreply command stays silent, as memcached keeps it
+      // silent on its own SERVER_ERRORs (out of memory); a meta command's q flag does not
+      // hide errors.
+      this.emit('noreply' in cmd && cmd.noreply ? '' : MC_BUSY);
+      return;
+    }
     let reply: Maybe<Reply>;
     try {
       reply = this.ctx.dispatch ? this.ctx.dispatch(cmd) : execute(cmd, this.ctx);
     } catch (e) {
       reply = `SERVER_ERROR ${e instanceof Error ? e.message.replace(/[\r\n]/g, ' ') : 'internal error'}\r\n`;
+    }
+    if (admission !== undefined) {
+      if (reply instanceof Promise) {
+        const done = (): void => admission.done();
+        reply.then(done, done);
+      } else admission.done();
     }
     if (cmd.kind === 'quit') this.quitting = true;
     this.emit(reply);
@@ -162,7 +239,7 @@ class Connection {
 
   private emit(reply: Maybe<Reply>): void {
     if (!(reply instanceof Promise)) {
-      if (this.queue.length === 0) pushReply(this.out, reply);
+      if (this.queue.length === 0) this.outBytes += pushReply(this.out, reply);
       else this.queue.push({ reply, ready: true });
       return;
     }
@@ -199,7 +276,7 @@ class Connection {
 
   private flush(): void {
     while (this.queue.length > 0 && this.queue[0]!.ready) {
-      pushReply(this.out, this.queue.shift()!.reply!);
+      this.outBytes += pushReply(this.out, this.queue.shift()!.reply!);
     }
     if (this.out.length > 0 && !this.closed) {
       const bytes = replyBytes(this.out);
@@ -208,6 +285,7 @@ class Connection {
       if (this.socket.writableLength > this.opts.maxConnReplyBytes) this.pause();
     }
     this.out = [];
+    this.outBytes = 0;
     if (this.quitting && this.queue.length === 0 && !this.ending) {
       // Close once the replies are out; unread input must not hold the socket open.
       this.ending = true;
@@ -230,7 +308,25 @@ class Connection {
   private pause(): void {
     if (this.paused) return;
     this.paused = true;
+    this.pausedSince = this.coarseNow();
+    this.partialSince = 0; // while paused the partial request waits on us, not on the client
     this.socket.pause();
+  }
+
+  /** Called once a second: close the connection if its request or its replies are stuck. */
+  checkStalled(now: number, limitMs: number): void {
+    if (this.closed) return;
+    // Stuck on the client: paused with replies it does not take (not on our own work).
+    const replyStuck = this.paused && this.pausedSince > 0 && this.socket.writableLength > 0 && now - this.pausedSince > limitMs;
+    const requestStuck = this.partialSince > 0 && !this.paused && now - this.partialSince > limitMs;
+    if (replyStuck || requestStuck) this.timeOut();
+  }
+
+  private timeOut(): void {
+    if (this.closed) return;
+    this.counters.timed_out_connections++;
+    this.closed = true;
+    this.socket.destroy();
   }
 
   private maybeResume(): void {
@@ -238,6 +334,7 @@ class Connection {
     if (!this.paused || this.closed) return;
     if (this.socket.writableLength > this.opts.maxConnReplyBytes || this.queue.length >= maxPipeline) return;
     this.paused = false;
+    this.pausedSince = 0;
     this.socket.resume();
     if (this.off < this.buf.length) {
       this.process();
@@ -251,11 +348,14 @@ export class McServer {
     curr_connections: 0,
     total_connections: 0,
     rejected_connections: 0,
+    timed_out_connections: 0,
     bytes_read: 0,
     bytes_written: 0,
   };
   private readonly server: net.Server;
   private readonly conns = new Map<net.Socket, Connection>();
+  private now = Date.now();
+  private ticker: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly ctx: McContext,
@@ -273,7 +373,7 @@ export class McServer {
     }
     this.counters.curr_connections++;
     this.counters.total_connections++;
-    this.conns.set(socket, new Connection(socket, this.ctx, this.opts, this.counters));
+    this.conns.set(socket, new Connection(socket, this.ctx, this.opts, this.counters, () => this.now));
     socket.on('close', () => {
       this.counters.curr_connections--;
       this.conns.delete(socket);
@@ -281,11 +381,18 @@ export class McServer {
   }
 
   listen(): Promise<number> {
+    const limitMs = this.opts.requestTimeoutMs ?? 0;
+    this.ticker = setInterval(() => {
+      this.now = Date.now();
+      if (limitMs > 0) for (const c of this.conns.values()) c.checkStalled(this.now, limitMs);
+    }, Math.min(1000, Math.max(50, limitMs / 4 || 1000)));
+    this.ticker.unref();
     return listen(this.server, this.opts.port, this.opts.host);
   }
 
   /** Stop accepting; let each connection deliver the replies it owes; after `graceMs`, cut the rest. */
   async close(graceMs: number): Promise<void> {
+    if (this.ticker) clearInterval(this.ticker);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const drained = Promise.all([...this.conns.values()].map((c) => c.drainAndEnd()));
     const timer = setTimeout(() => {
