@@ -76,7 +76,7 @@ export class Admission {
       this.counters.rejected_inflight++;
       return false;
     }
-    if (o.maxLagMs > 0 && performance.now() - this.nextDue > o.maxLagMs) {
+    if (o.maxLagMs > 0 && this.timer !== undefined && performance.now() - this.nextDue > o.maxLagMs) {
       this.counters.rejected_lag++;
       return false;
     }
@@ -100,6 +100,7 @@ export class Admission {
     return m;
   }
 
+  /** Stop the lag timer; from then on lag is not measured and never refuses. */
   close(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;

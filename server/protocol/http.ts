@@ -6,6 +6,7 @@
 //   GET    /kv/:key   -> 200 value bytes (ETag, X-Ringkv-Flags, X-Ringkv-Ttl) | 404
 //   DELETE /kv/:key   -> 204 | 404
 //   GET    /stats     -> JSON counters          GET /healthz -> {"status":"ok"}
+//   GET    /metrics   -> Prometheus text exposition (server/metrics.ts)
 //   In a cluster: ?r=N and ?w=N set the read / write quorum of one request; GET
 //   /kv/:key?siblings=true answers JSON `{ siblings: [{ value, encoding, flags, cas,
 //   expiresAtMs }] }` with every concurrent version; too few replicas answering is a 503.
@@ -16,6 +17,7 @@
 // key (memcached's rule: 1..250 bytes, no space; no NUL or line feed either) is 400, a
 // body over the item size is 413 (refused before it is read when Content-Length says so).
 import http from 'node:http';
+import { performance } from 'node:perf_hooks';
 import { itemSize, type Maybe } from '../kv/local-kv.js';
 import type { KvRequest, KvResult } from '../kv/api.js';
 
@@ -23,6 +25,7 @@ type Quorum = { r?: number; w?: number };
 import { keyIsValid } from './memcached/parser.js';
 import { listen } from '../util/listen.js';
 import type { Admission } from '../overload.js';
+import type { NodeMetrics } from '../metrics.js';
 
 export interface HttpServerOptions {
   host: string;
@@ -47,6 +50,8 @@ export interface HttpContext {
   partition?(ids: string[]): void;
   /** Overload control shared by every front end; absent = admit everything. */
   admission?: Admission;
+  /** GET /metrics, and request counts and durations; absent = no /metrics route, nothing measured. */
+  metrics?: NodeMetrics;
 }
 
 /** Seconds a refused client should wait before trying again (Retry-After). */
@@ -134,17 +139,22 @@ export class HttpServer {
     private readonly ctx: HttpContext,
     private readonly opts: HttpServerOptions,
   ) {
-    this.server = http.createServer((req, res) => {
-      this.handle(req, res).catch((e: unknown) => {
+    const requestTimeoutMs = opts.requestTimeoutMs ?? 60_000;
+    // Node checks the request and header timeouts only this often (30 s by default).
+    const connectionsCheckingInterval = Math.min(30_000, Math.max(50, requestTimeoutMs / 4 || 30_000));
+    this.server = http.createServer({ connectionsCheckingInterval }, (req, res) => {
+      const metrics = this.ctx.metrics;
+      const startMs = metrics === undefined ? 0 : performance.now();
+      const handled = this.handle(req, res).catch((e: unknown) => {
         const err = e instanceof HttpError ? e : new HttpError(500, 'internal', e instanceof Error ? e.message : String(e));
         const headers: http.OutgoingHttpHeaders = err.status === 413 ? { connection: 'close' } : err.code === 'busy' ? { 'retry-after': BUSY_RETRY_AFTER_S } : {};
         if (!res.headersSent) sendError(res, err, headers);
         else res.destroy();
       });
+      if (metrics !== undefined) void handled.then(() => metrics.httpDone(req, res, startMs));
     });
     // Slow senders (a header a byte a second) and vanished peers are cut by Node's own
     // timers: the whole request within requestTimeout, the headers within the same.
-    const requestTimeoutMs = opts.requestTimeoutMs ?? 60_000;
     this.server.requestTimeout = requestTimeoutMs;
     this.server.headersTimeout = requestTimeoutMs === 0 ? 60_000 : Math.min(60_000, requestTimeoutMs);
     this.server.keepAliveTimeout = opts.idleTimeoutMs || 65_000;
@@ -189,6 +199,12 @@ export class HttpServer {
       } finally {
         admission.done();
       }
+    }
+    if (path === '/metrics' && method === 'GET' && this.ctx.metrics) {
+      const text = await this.ctx.metrics.render();
+      res.writeHead(200, { 'content-type': this.ctx.metrics.contentType, 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+      return;
     }
     if (path === '/healthz' && method === 'GET') return sendJson(res, 200, { status: 'ok' });
     if (path === '/stats' && method === 'GET') return sendJson(res, 200, this.ctx.stats());
