@@ -5,7 +5,8 @@ import { Command, CommanderError } from 'commander';
 import { RINGKV_VERSION } from '../server/node.js';
 import { masterDefaults, startMaster, type MasterConfig, type RunningMaster } from '../server/master/master.js';
 import { clusterCommand } from './cluster-cmd.js';
-import { EXIT_USAGE, fail, intIn, nodeCommand, onStop, port } from './node-cmd.js';
+import { EXIT_USAGE, fail, intIn, logLevelOption, nodeCommand, onStop, port } from './node-cmd.js';
+import type { LogLevel } from '../server/log.js';
 import { startCommand } from './start.js';
 import { statusCommand } from './status.js';
 
@@ -22,7 +23,7 @@ function masterCommand(): Command {
     .description('run the lease master: membership, ring, range leases with generations')
     .option('--host <addr>', 'address to listen on', masterDefaults.host)
     .option('--port <n>', 'internal RPC port for nodes and clients (0 = any free port)', port, masterDefaults.port)
-    .option('--http-port <n>', 'HTTP port (GET /cluster)', port, masterDefaults.httpPort)
+    .option('--http-port <n>', 'HTTP port (GET /cluster, GET /metrics)', port, masterDefaults.httpPort)
     .option('--data <dir>', 'data directory (LevelDB in <dir>/master)', './data/master')
     .option('--lease-ms <ms>', 'how long a lease lasts from its renewal', intIn('--lease-ms', 50, 86_400_000), masterDefaults.leaseMs)
     .option('--renew-ms <ms>', 'how often nodes renew their leases (default: lease / 4)', intIn('--renew-ms', 10, 86_400_000))
@@ -31,6 +32,7 @@ function masterCommand(): Command {
     .option('--n <n>', 'copies of every key (replication factor)', intIn('--n', 1, 16), masterDefaults.n)
     .option('--r <n>', 'replicas a read hears from (read quorum)', intIn('--r', 1, 16), masterDefaults.r)
     .option('--w <n>', 'durable copies before a write is acknowledged (write quorum)', intIn('--w', 1, 16), masterDefaults.w)
+    .addOption(logLevelOption())
     .action(async (o: Record<string, unknown>) => {
       const cfg: MasterConfig = {
         ...masterDefaults,
@@ -46,6 +48,7 @@ function masterCommand(): Command {
         r: o.r as number,
         w: o.w as number,
         tickMs: Math.max(10, Math.min(masterDefaults.tickMs, Math.floor((o.leaseMs as number) / 10))),
+        logLevel: o.logLevel as LogLevel,
       };
       if (cfg.renewMs + cfg.driftMs >= cfg.leaseMs) fail('--renew-ms plus --drift-ms must be below --lease-ms');
       if (cfg.r > cfg.n || cfg.w > cfg.n) fail(`--r and --w must be at most --n (${cfg.n})`);

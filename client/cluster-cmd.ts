@@ -323,8 +323,10 @@ function removeCommand(): Command {
 function addCommand(): Command {
   return addNodeOptions(new Command('add').description('run a node that joins the cluster of --master, showing its data copy until it is up; then it runs as `ringkv node`'))
     .option('--no-progress', 'no progress bar: one plain line a second on stderr (also when stderr is not a terminal)')
-    .action(async (o: Record<string, unknown>) => {
+    .action(async (o: Record<string, unknown>, cmd: Command) => {
       const cfg = nodeConfig(o);
+      // stderr shows the join's progress: the node's own logs only from warn up, unless asked.
+      if (cmd.getOptionValueSource('logLevel') === 'default') cfg.logLevel = 'warn';
       if (!cfg.master) fail('cluster add needs --master <host:port>: the lease master of the cluster to join');
       const master = cfg.master;
       let watch: { stop(): void } | undefined;

@@ -4,6 +4,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { defaults, MIN_ITEM_SIZE, type NodeConfig, type StorageKind } from '../server/config.js';
 import { startNode, type RunningNode } from '../server/node.js';
+import { LOG_LEVELS, type LogLevel } from '../server/log.js';
 
 export const EXIT_USAGE = 2;
 
@@ -22,6 +23,11 @@ export function intIn(name: string, min: number, max: number) {
 }
 
 export const port = intIn('port', 0, 65535);
+
+/** --log-level, for `ringkv node` and `ringkv master`: JSON log lines on stderr at this level and above. */
+export function logLevelOption(): Option {
+  return new Option('--log-level <level>', 'structured (JSON) logs on stderr at this level and above').choices([...LOG_LEVELS]).default(defaults.logLevel);
+}
 
 export function address(v: string): string {
   const i = v.lastIndexOf(':');
@@ -71,7 +77,8 @@ export function addNodeOptions(cmd: Command): Command {
     .option('--forward-timeout-ms <ms>', 'deadline of one request forwarded to an owner', intIn('--forward-timeout-ms', 10, 600_000), defaults.forwardTimeoutMs)
     .option('--unavailable-ms <ms>', 'how long a request waits for an owner before SERVER_ERROR unavailable', intIn('--unavailable-ms', 10, 600_000), defaults.unavailableMs)
     .option('--stream-mb-per-s <n>', 'rate of the data transfer when this node joins or leaves, MiB/s', intIn('--stream-mb-per-s', 1, 100_000), defaults.streamMbPerS)
-    .option('--debug-faults', 'accept fault injection over HTTP (PUT /debug/partition); for tests only');
+    .option('--debug-faults', 'accept fault injection over HTTP (PUT /debug/partition); for tests only')
+    .addOption(logLevelOption());
 }
 
 /** The NodeConfig of parsed node flags (see addNodeOptions); a contradiction is a usage error. */
@@ -105,6 +112,7 @@ export function nodeConfig(o: Record<string, unknown>): NodeConfig {
     unavailableMs: o.unavailableMs as number,
     debugFaults: o.debugFaults === true,
     streamMbPerS: o.streamMbPerS as number,
+    logLevel: o.logLevel as LogLevel,
     ...(o.renewMs !== undefined ? { renewMs: o.renewMs as number } : {}),
     ...(o.driftMs !== undefined ? { driftMs: o.driftMs as number } : {}),
     ...(o.master ? { master: String(o.master) } : {}),

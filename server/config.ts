@@ -1,6 +1,8 @@
 // Every setting of a node, with its default, in one place. Names follow the CLI flag's
 // words with the unit last (`--max-item-size` is `maxItemSize`, `--cache-mb` is `cacheMb`).
 
+import { isLogLevel, type LogLevel } from './log.js';
+
 export type StorageKind = 'level' | 'memory';
 
 export interface NodeConfig {
@@ -78,6 +80,8 @@ export interface NodeConfig {
   debugFaults: boolean;
   /** Rate of a join's or a leave's data transfer, MiB per second. */
   streamMbPerS: number;
+  /** Structured logs (JSON lines on stderr) at this level and above. */
+  logLevel: LogLevel;
 }
 
 export const MB = 1024 * 1024;
@@ -115,7 +119,14 @@ export const defaults: NodeConfig = {
   replicaTimeoutMs: 1_000,
   debugFaults: false,
   streamMbPerS: 64,
+  logLevel: envLogLevel() ?? 'info',
 };
+
+/** RINGKV_LOG_LEVEL sets the default level (the test suite quiets its nodes with it); --log-level wins. */
+function envLogLevel(): LogLevel | undefined {
+  const v = process.env.RINGKV_LOG_LEVEL;
+  return v !== undefined && isLogLevel(v) ? v : undefined;
+}
 
 /** The smallest item size that still holds a 1-byte key and a 1-byte value. */
 export const MIN_ITEM_SIZE = 1024;

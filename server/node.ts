@@ -18,6 +18,9 @@ import type { Store } from './storage/store.js';
 import { casText, type StoredRecord } from './storage/record.js';
 import { jsonValue } from './protocol/http.js';
 import { Admission } from './overload.js';
+import { createLogger, errText, type Logger } from './log.js';
+import { NodeMetrics } from './metrics.js';
+import { watchCluster, type ClusterWatch } from './cluster/watch.js';
 
 export const RINGKV_VERSION = '0.1.0';
 /** memcached-compatible version text: clients that gate features on "1.6" see 1.6.18's protocol. */
@@ -34,6 +37,8 @@ export interface RunningNode {
   /** In a cluster: resolves once this node has been decommissioned and handed everything over. */
   readonly left?: Promise<void>;
   stats(): Record<string, string | number>;
+  /** Its Prometheus registry and request counters (GET /metrics). */
+  readonly metrics: NodeMetrics;
   close(): Promise<void>;
 }
 
@@ -93,7 +98,7 @@ export function makeStore(cfg: NodeConfig, clock: Clock): Store {
   return new LevelStore({ dir, cacheBytes: cfg.cacheMb * MB, clock });
 }
 
-export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Promise<RunningNode> {
+export async function startNode(cfg: NodeConfig, clock: Clock = systemClock, log: Logger = createLogger({ level: cfg.logLevel, bindings: { node: cfg.id } })): Promise<RunningNode> {
   const startedMs = clock.now();
   const store = makeStore(cfg, clock);
   const kv = new LocalKv({ nodeId: cfg.id, store, clock, maxItemSize: cfg.maxItemSize, tombstoneGraceMs: cfg.tombstoneGraceMs, maxSiblings: cfg.maxSiblings });
@@ -220,8 +225,9 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
         return undefined;
       },
   };
+  const metrics = new NodeMetrics({ stats, cluster: cfg.master !== undefined });
   if (cfg.master) {
-    membership = await startClusterMembership(cfg, mcCtx, api, clock, kv, store, admission);
+    membership = await startClusterMembership(cfg, mcCtx, api, clock, kv, store, admission, { log, metrics });
     const router = membership.router;
     mcCtx.dispatch = (cmd) => router.dispatch(cmd);
   }
@@ -236,6 +242,7 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
       admission,
       idleTimeoutMs: cfg.idleTimeoutMs,
       requestTimeoutMs: cfg.requestTimeoutMs,
+      metrics,
     },
   );
   const router = membership?.router;
@@ -252,6 +259,7 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
       stats,
       debugLocal,
       admission,
+      metrics,
       ...(cfg.debugFaults && membership ? { partition: (ids: string[]) => membership!.partition(ids) } : {}),
     },
     {
@@ -290,13 +298,26 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
         .sweepStep(cfg.sweepBatch)
         .then((finished) => scheduleSweep(finished ? cfg.sweepIntervalMs : 0))
         .catch((e: unknown) => {
-          process.stderr.write(`ringkv: sweep failed: ${e instanceof Error ? e.message : String(e)}\n`);
+          log.error({ err: errText(e) }, 'sweep failed');
           scheduleSweep(cfg.sweepIntervalMs);
         });
     }, delayMs);
     sweepTimer.unref();
   };
   scheduleSweep(cfg.sweepIntervalMs);
+  const watch: ClusterWatch | undefined = membership ? watchCluster(membership, log) : undefined;
+  log.info(
+    {
+      memcached: `${cfg.host}:${port}`,
+      http: `${cfg.host}:${httpPort}`,
+      ...(membership ? { rpc: `${cfg.host}:${membership.rpcPort}`, master: cfg.master } : {}),
+      storage: cfg.storage,
+      ...(cfg.storage === 'level' ? { data: cfg.data, cacheMb: cfg.cacheMb } : { memoryMb: cfg.memoryMb }),
+      maxConns: cfg.maxConns,
+      maxInflight: cfg.maxInflight,
+    },
+    'node started',
+  );
 
   return {
     config: cfg,
@@ -305,7 +326,10 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock): Pr
     kv,
     ...(membership ? { rpcPort: membership.rpcPort, membership, left: membership.left } : {}),
     stats,
+    metrics,
     async close() {
+      log.info('node stopping');
+      watch?.stop();
       stopped = true;
       if (sweepTimer) clearTimeout(sweepTimer);
       await Promise.all([mc.close(cfg.shutdownGraceMs), httpServer.close(cfg.shutdownGraceMs)]);

@@ -23,6 +23,8 @@ import { AntiEntropy, type AeLayout, type AeRange } from '../replication/anti-en
 import { MB } from '../config.js';
 import { Transfers } from './transfer.js';
 import { OVERLOADED, type Admission } from '../overload.js';
+import { errText, silentLogger, type Logger } from '../log.js';
+import type { NodeMetrics } from '../metrics.js';
 
 export interface ClusterMembership {
   readonly rpcPort: number;
@@ -54,8 +56,10 @@ export async function startClusterMembership(
   kv: LocalKv,
   store: Store,
   admission?: Admission,
+  obs: { log?: Logger; metrics?: NodeMetrics } = {},
 ): Promise<ClusterMembership> {
   if (!cfg.master) throw new Error('no master configured');
+  const log = obs.log ?? silentLogger;
   await initHash();
   const [masterHost, masterPort] = splitAddr(cfg.master);
   const master = new RpcClient({ host: masterHost, port: masterPort });
@@ -192,11 +196,14 @@ export async function startClusterMembership(
     }
     if (moving || closed || (status !== 'joining' && status !== 'leaving')) return;
     const run = status === 'joining' ? () => transfers.join() : () => transfers.leave();
+    const what = status === 'joining' ? 'join' : 'leave';
     progressTimer ??= setInterval(reportProgress, 500);
     progressTimer.unref();
+    log.info({ move: what }, `${what} transfer started`);
     moving = run()
+      .then(() => log.info({ move: what, ...transfers.progress() }, `${what} transfer finished`))
       .catch((e: unknown) => {
-        process.stderr.write(`ringkv: ${status === 'joining' ? 'join' : 'leave'} failed: ${e instanceof Error ? e.message : String(e)}\n`);
+        log.error({ move: what, err: errText(e) }, `${what} failed`);
       })
       .finally(() => {
         reportProgress();
@@ -228,7 +235,8 @@ export async function startClusterMembership(
     replicator,
   });
 
-  const rpc = new RpcServer({ host: cfg.host, port: cfg.rpcPort });
+  const metrics = obs.metrics;
+  const rpc = new RpcServer({ host: cfg.host, port: cfg.rpcPort, ...(metrics ? { onSettled: (type: string, ok: boolean, error?: unknown) => metrics.rpcDone(type, ok, error) } : {}) });
   // Client requests (from TS clients, and forwarded by other nodes' front ends) pass the
   // node's admission control; replica, hint, stream and anti-entropy traffic does not: it
   // is bounded by its own senders, and refusing it would only turn into hints and repairs.
@@ -292,7 +300,7 @@ export async function startClusterMembership(
       if (r.failedPeers.length === 0 && r.peers === expected.size) aeCoveredMs = startedMs;
     })()
       .catch((e: unknown) => {
-        process.stderr.write(`ringkv: anti-entropy round failed: ${e instanceof Error ? e.message : String(e)}\n`);
+        log.error({ err: errText(e) }, 'anti-entropy round failed');
       })
       .finally(() => {
         aeRunning = undefined;

@@ -17,6 +17,7 @@
 // longer renews it, so if A never answers, its lease lapses and B gets it anyway.
 import { Ring, successorIndex, type Member, type RingRange } from '../../ring/index.js';
 import { assert } from '../util/assert.js';
+import type { MasterGauges } from '../metrics.js';
 
 export interface NodeAddrs {
   /** host:port of the node's memcached text listener. */
@@ -405,6 +406,26 @@ export class MasterCore {
         ...(p.recallTo ? { movingTo: p.recallTo, movingForMs: now - (p.recallSinceMs ?? now) } : {}),
       })),
     };
+  }
+
+  /** Counts for /metrics, without copying the table: members by status, leases by state, versions. */
+  gauges(now: number): MasterGauges {
+    const members: Record<MemberStatus, number> = { up: 0, down: 0, joining: 0, leaving: 0, left: 0 };
+    for (const m of this.members.values()) members[m.status]++;
+    const leases = { held: 0, recalling: 0, unheld: 0 };
+    for (const p of this.pieces) {
+      if (p.recallTo !== undefined) leases.recalling++;
+      else if (p.expiresAtMs > now) leases.held++;
+      else leases.unheld++;
+    }
+    return { members, ranges: this.pieces.length, leases, lsn: this.lsn, changeLogEntries: this.log.length, generations: this.nextGeneration - 1 };
+  }
+
+  /** Each member's status, for logging its changes. */
+  statuses(): Map<string, MemberStatus> {
+    const out = new Map<string, MemberStatus>();
+    for (const m of this.members.values()) out.set(m.id, m.status);
+    return out;
   }
 
   /** Whether `id` is a member of the ring the leases follow: only such a member is ever handed a piece. */

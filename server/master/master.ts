@@ -1,6 +1,7 @@
 // The lease master process: the shell around MasterCore. It owns the sockets (internal
-// RPC for nodes and clients, HTTP for people), the timer that ticks the core, and the
-// LevelDB file that keeps the core's snapshot across restarts.
+// RPC for nodes and clients, HTTP for people: GET /cluster, GET /metrics for Prometheus),
+// the timer that ticks the core, and the LevelDB file that keeps the core's snapshot across
+// restarts. It logs (JSON on stderr) its start and every member's status change.
 //
 // Effects run in etcd raft's order: persist, then send, then reply. Events are handled
 // one at a time on the event loop; a reply that follows a state change waits until that
@@ -15,6 +16,8 @@ import { systemClock, type Clock } from '../clock.js';
 import { RpcClient, RpcPeers, RpcServer, splitAddr } from '../protocol/rpc/index.js';
 import { listen } from '../util/listen.js';
 import { MasterCore, MasterError, type Effect, type MasterSettings, type MasterSnapshot, type MemberInfo, type WireTransfer } from './core.js';
+import { createLogger, errText, type LogLevel, type Logger } from '../log.js';
+import { MasterMetrics } from '../metrics.js';
 
 export interface MasterConfig extends MasterSettings {
   host: string;
@@ -30,6 +33,8 @@ export interface MasterConfig extends MasterSettings {
   n: number;
   r: number;
   w: number;
+  /** Structured logs on stderr at this level and above (default info). */
+  logLevel?: LogLevel;
 }
 
 export const masterDefaults: Omit<MasterConfig, 'data'> = {
@@ -53,12 +58,14 @@ export interface RunningMaster {
   readonly port: number;
   readonly httpPort: number;
   readonly core: MasterCore;
+  /** What GET /metrics shows. */
+  readonly metrics: MasterMetrics;
   close(): Promise<void>;
 }
 
 const SNAPSHOT_KEY = 'snapshot';
 
-export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock): Promise<RunningMaster> {
+export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock, log: Logger = createLogger({ level: cfg.logLevel ?? 'info', bindings: { component: 'master' } })): Promise<RunningMaster> {
   await initHash();
   const dir = path.join(cfg.data, 'master');
   mkdirSync(dir, { recursive: true });
@@ -66,6 +73,17 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock)
   await db.open();
   const saved = await db.get(SNAPSHOT_KEY);
   const core = new MasterCore(cfg, saved ? (JSON.parse(saved) as MasterSnapshot) : undefined, clock.now());
+  const metrics = new MasterMetrics(() => core.gauges(clock.now()));
+  /** Members' statuses as last logged: each change is one info line. */
+  let statuses = core.statuses();
+  const logStatusChanges = () => {
+    const now = core.statuses();
+    for (const [id, status] of now) {
+      const was = statuses.get(id);
+      if (was !== status) log.info({ member: id, from: was ?? null, to: status }, was === undefined ? 'member registered' : 'member status changed');
+    }
+    statuses = now;
+  };
 
   /** Snapshots are written in order; each reply waits for the write of its own change. */
   let persisted: Promise<void> = Promise.resolve();
@@ -83,9 +101,14 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock)
 
   /** Carry out effects in order: persist first, then the recalls (which answer later as events). */
   const run = async (effects: Effect[]): Promise<void> => {
-    if (effects.some((e) => e.type === 'persist')) await persist();
+    if (effects.some((e) => e.type === 'persist')) {
+      logStatusChanges();
+      await persist();
+    }
     for (const e of effects) {
       if (e.type !== 'recall') continue;
+      metrics.recallSent();
+      log.debug({ member: e.nodeId, leases: e.leases.length }, 'recall sent');
       peer(e.rpc)
         .call<{ ends: string[] }>('revoke', { leases: e.leases }, { timeoutMs: cfg.recallTimeoutMs })
         .then(
@@ -96,11 +119,11 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock)
           // Unanswered: the core re-sends, and the lease lapses on its own if need be.
           () => {},
         )
-        .catch((err: unknown) => process.stderr.write(`ringkv master: ${String(err)}\n`));
+        .catch((err: unknown) => log.error({ member: e.nodeId, err: errText(err) }, 'recall acknowledgement failed'));
     }
   };
 
-  const rpc = new RpcServer({ host: cfg.host, port: cfg.port });
+  const rpc = new RpcServer({ host: cfg.host, port: cfg.port, onSettled: (type, ok, error) => metrics.rpcDone(type, ok, error) });
   rpc.handle('register', async (body: unknown) => {
     const r = core.register(parseMember(body), clock.now(), { join: (body as { join?: unknown }).join === true });
     await run(r.effects);
@@ -183,6 +206,16 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock)
         });
       return;
     }
+    if (req.method === 'GET' && (url === '/metrics' || url.startsWith('/metrics?'))) {
+      metrics.render().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': metrics.contentType, 'content-length': Buffer.byteLength(text) });
+          res.end(text);
+        },
+        (e: unknown) => sendJson(res, 500, { error: 'internal', message: errText(e) }),
+      );
+      return;
+    }
     if (req.method === 'GET' && url === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{"status":"ok"}');
@@ -209,17 +242,22 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock)
     if (ticking) return;
     ticking = true;
     run(core.tick(clock.now()))
-      .catch((err: unknown) => process.stderr.write(`ringkv master: tick failed: ${String(err)}\n`))
+      .catch((err: unknown) => log.error({ err: errText(err) }, 'tick failed'))
       .finally(() => {
         ticking = false;
       });
   }, cfg.tickMs);
 
+  const v = core.gauges(clock.now());
+  log.info({ rpc: `${cfg.host}:${port}`, http: `${cfg.host}:${httpPort}`, data: cfg.data, lsn: v.lsn, members: statuses.size, n: cfg.n, r: cfg.r, w: cfg.w, leaseMs: cfg.leaseMs }, 'master started');
+
   return {
     port,
     httpPort,
     core,
+    metrics,
     async close() {
+      log.info('master stopping');
       clearInterval(timer);
       await Promise.all([rpc.close(1000), new Promise<void>((r) => server.close(() => r()))]);
       server.closeAllConnections();

@@ -12,12 +12,14 @@
 // Overload: each command but version/stats/quit passes the node's Admission first; a
 // refused one is answered `SERVER_ERROR busy` without being run (overload.ts).
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { Maybe } from '../../kv/local-kv.js';
 import type { Command } from './commands.js';
 import { execute, type McContext, type Reply } from './execute.js';
 import { parseCommand, type ParserLimits } from './parser.js';
 import { listen } from '../../util/listen.js';
 import { MC_BUSY, type Admission } from '../../overload.js';
+import type { NodeMetrics } from '../../metrics.js';
 
 export interface McServerOptions {
   host: string;
@@ -37,6 +39,8 @@ export interface McServerOptions {
    * senders, clients that stop reading, peers that vanished mid-request); 0 = never.
    */
   requestTimeoutMs?: number;
+  /** Request counts and durations (GET /metrics); absent = not measured. */
+  metrics?: NodeMetrics;
 }
 
 /** Commands an operator needs during an overload: never refused, never counted in flight. */
@@ -201,6 +205,7 @@ class Connection {
         this.swallow = r.swallow - n;
       }
       if (r.type === 'error') {
+        this.opts.metrics?.mcBadLine();
         this.emit(r.reply);
         continue;
       }
@@ -213,8 +218,11 @@ class Connection {
   }
 
   private run(cmd: Command): void {
+    const metrics = this.opts.metrics;
+    const startMs = metrics === undefined ? 0 : performance.now();
     const admission = ALWAYS_ADMITTED.has(cmd.kind) ? undefined : this.opts.admission;
     if (admission !== undefined && !admission.admit()) {
+      metrics?.mcBusy(cmd, startMs);
       // Refused before any work. A noreply command stays silent, as memcached keeps it
       // silent on its own SERVER_ERRORs (out of memory); a meta command's q flag does not
       // hide errors.
@@ -234,11 +242,13 @@ class Connection {
       } else admission.done();
     }
     if (cmd.kind === 'quit') this.quitting = true;
-    this.emit(reply);
+    this.emit(reply, metrics === undefined ? undefined : cmd, startMs);
   }
 
-  private emit(reply: Maybe<Reply>): void {
+  /** With `cmd`: the reply of that command, counted in metrics once it is ready. */
+  private emit(reply: Maybe<Reply>, cmd?: Command, startMs = 0): void {
     if (!(reply instanceof Promise)) {
+      if (cmd !== undefined) this.opts.metrics!.mcDone(cmd, startMs, reply);
       if (this.queue.length === 0) this.outBytes += pushReply(this.out, reply);
       else this.queue.push({ reply, ready: true });
       return;
@@ -247,11 +257,13 @@ class Connection {
     this.queue.push(slot);
     reply.then(
       (r) => {
+        if (cmd !== undefined) this.opts.metrics!.mcDone(cmd, startMs, r);
         slot.reply = r;
         slot.ready = true;
         this.scheduleFlush();
       },
       (e: unknown) => {
+        if (cmd !== undefined) this.opts.metrics!.mcFailed(cmd, startMs);
         slot.reply = `SERVER_ERROR ${e instanceof Error ? e.message.replace(/[\r\n]/g, ' ') : 'storage failure'}\r\n`;
         slot.ready = true;
         this.scheduleFlush();

@@ -32,6 +32,11 @@ export interface RpcServerOptions extends Partial<FrameLimits> {
   /** How long a connection we are closing may stay half-open for its last frame to reach the peer. Default 1000 ms. */
   finalFrameLingerMs?: number;
   timers?: Timers;
+  /**
+   * Told once per request a handler ran (or that named no handler: ok false), when it is
+   * answered or the handler finishes after its caller left; for metrics. Must be cheap.
+   */
+  onSettled?: (type: string, ok: boolean, error?: unknown) => void;
 }
 
 export interface RpcContext {
@@ -70,6 +75,7 @@ interface Settings {
   maxConnReplyBytes: number;
   finalFrameLingerMs: number;
   timers: Timers;
+  onSettled: ((type: string, ok: boolean, error?: unknown) => void) | undefined;
 }
 
 interface Shared {
@@ -203,7 +209,9 @@ class ServerConnection {
     counters.requests++;
     const handler = handlers.get(req.type);
     if (handler === undefined) {
-      this.sendError(req.id, { code: 'UNKNOWN_TYPE', message: `no handler for request type ${JSON.stringify(req.type)}` });
+      const error = { code: 'UNKNOWN_TYPE', message: `no handler for request type ${JSON.stringify(req.type)}` };
+      settings.onSettled?.(req.type, false, error);
+      this.sendError(req.id, error);
       return;
     }
     const timeoutMs = req.timeoutMs;
@@ -242,6 +250,7 @@ class ServerConnection {
   }
 
   private settle(run: Running, id: number, ok: boolean, value: unknown): void {
+    this.shared.settings.onSettled?.(run.type, ok, ok ? undefined : value);
     // Not running any more: the connection closed while the handler worked.
     if (!this.running.delete(run)) return;
     if (run.timer !== undefined) this.shared.settings.timers.clearTimeout(run.timer);
@@ -385,6 +394,7 @@ export class RpcServer {
       maxConnReplyBytes: opts.maxConnReplyBytes ?? 16 * 1024 * 1024,
       finalFrameLingerMs: opts.finalFrameLingerMs ?? 1000,
       timers: opts.timers ?? globalTimers,
+      onSettled: opts.onSettled,
     };
     this.maxConns = opts.maxConns ?? 1024;
     assert(Number.isSafeInteger(settings.maxInflightPerConn) && settings.maxInflightPerConn >= 1, 'maxInflightPerConn must be >= 1');
