@@ -12,6 +12,10 @@
 //     how far the clock is past the next due instant, so the signal rises during one long
 //     turn of the loop, not only after it (a turn that reads 50 sockets' worth of
 //     requests refuses the tail of them, which bounds the turn).
+//     As in CoDel, only a standing queue counts: requests are refused only after every
+//     timer tick for STANDING_MS has been late by more than maxLagMs. One long pause (a
+//     GC, the machine stealing the CPU for a moment) is absorbed; a node that stays behind
+//     starts refusing within STANDING_MS and stops at the first tick on time.
 //
 // Refusing costs a parse and a short reply, far less than a request's work, so refusing
 // the excess keeps the admitted requests' latency bounded and the goodput near capacity.
@@ -34,6 +38,8 @@ export interface AdmissionCounters {
 }
 
 const TICK_MS = 5;
+/** How long every tick must have been late before lag refuses anything. */
+const STANDING_MS = 100;
 
 export class Admission {
   /** Client requests admitted and not answered yet. */
@@ -42,6 +48,10 @@ export class Admission {
   private maxLagSeen = 0;
   readonly counters: AdmissionCounters = { rejected_inflight: 0, rejected_lag: 0 };
   private nextDue = 0;
+  /** When the current run of late ticks began (0: the last tick was on time). */
+  private lateSince = 0;
+  /** Every tick for STANDING_MS has been late: the loop has a standing queue. */
+  private standing = false;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(readonly opts: AdmissionOptions) {
@@ -54,6 +64,13 @@ export class Admission {
       const now = performance.now();
       const lag = now - this.nextDue;
       if (lag > this.maxLagSeen) this.maxLagSeen = lag;
+      if (lag <= this.opts.maxLagMs) {
+        this.lateSince = 0;
+        this.standing = false;
+      } else {
+        if (this.lateSince === 0) this.lateSince = now;
+        this.standing = now - this.lateSince >= STANDING_MS;
+      }
       this.nextDue = now + TICK_MS;
     };
     this.timer = setInterval(tick, TICK_MS);
@@ -76,7 +93,7 @@ export class Admission {
       this.counters.rejected_inflight++;
       return false;
     }
-    if (o.maxLagMs > 0 && this.timer !== undefined && performance.now() - this.nextDue > o.maxLagMs) {
+    if (this.standing && this.timer !== undefined && performance.now() - this.nextDue > o.maxLagMs) {
       this.counters.rejected_lag++;
       return false;
     }
@@ -104,6 +121,7 @@ export class Admission {
   close(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.standing = false;
   }
 }
 

@@ -183,7 +183,7 @@ interface TimelineState {
 }
 
 /** All request bytes for every key, in two blobs with offset tables (few objects, ~35 B a key). */
-interface RequestBlobs {
+export interface RequestBlobs {
   getBlob: Buffer;
   getOff: Uint32Array;
   setBlob: Buffer;
@@ -192,7 +192,7 @@ interface RequestBlobs {
   valueCrlf: Buffer;
 }
 
-function buildBlobs(keys: number, valueSize: number): RequestBlobs {
+export function buildBlobs(keys: number, valueSize: number): RequestBlobs {
   const gets: string[] = [];
   const sets: string[] = [];
   const getOff = new Uint32Array(keys + 1);
@@ -220,8 +220,8 @@ function buildBlobs(keys: number, valueSize: number): RequestBlobs {
   };
 }
 
-const kindGet = 0;
-const kindSet = 1;
+export const kindGet = 0;
+export const kindSet = 1;
 
 const enum Reply {
   Hit,
@@ -269,7 +269,7 @@ class LoadConn {
 
 type Phase = 'preload' | 'warmup' | 'measure' | 'drain';
 
-function connect(host: string, port: number): Promise<net.Socket> {
+export function connect(host: string, port: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, host);
     const timer = setTimeout(() => {
@@ -289,7 +289,7 @@ function connect(host: string, port: number): Promise<net.Socket> {
 }
 
 /** Parses the byte count at the end of `VALUE <key> <flags> <bytes>\r\n`; -1 when malformed. */
-function valueBytes(buf: Buffer, lineStart: number, nl: number): number {
+export function valueBytes(buf: Buffer, lineStart: number, nl: number): number {
   let end = nl;
   if (end > lineStart && buf[end - 1] === 13) end--;
   let n = 0;
@@ -699,14 +699,23 @@ export function runLoadInChild(settings: LoadSettings, options: ChildOptions = {
   validateSettings(settings);
   const waitMs = settings.startAtMs === undefined ? settings.warmupS * 1000 : Math.max(0, settings.startAtMs - Date.now());
   const budgetMs = loadLimits.preloadMsMax + waitMs + settings.durationS * 1000 + loadLimits.drainMsMax + 15_000;
+  return runJsonChild<LoadReport>('loadgen', loadgenCliPath, [...loadArgs(settings), '--json'], budgetMs, options);
+}
+
+/**
+ * Runs a compiled Node script (a generator CLI) as a child process and resolves with the
+ * JSON on the last line of its stdout. Killed by PID (SIGKILL) after `budgetMs`, or when
+ * `options.signal` aborts; a non-zero exit rejects with its stderr.
+ */
+export function runJsonChild<T>(name: string, script: string, args: string[], budgetMs: number, options: ChildOptions = {}): Promise<T> {
   const { signal } = options;
-  if (signal?.aborted) return Promise.reject(new Error('loadgen not started: aborted'));
+  if (signal?.aborted) return Promise.reject(new Error(`${name} not started: aborted`));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [loadgenCliPath, ...loadArgs(settings), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     const onAbort = () => {
       child.kill('SIGKILL');
       clearTimeout(timer);
-      reject(new Error(`loadgen (pid ${child.pid}) stopped: aborted`));
+      reject(new Error(`${name} (pid ${child.pid}) stopped: aborted`));
     };
     signal?.addEventListener('abort', onAbort, { once: true });
     let out = '';
@@ -719,7 +728,7 @@ export function runLoadInChild(settings: LoadSettings, options: ChildOptions = {
     });
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`loadgen (pid ${child.pid}) overran its ${budgetMs} ms budget`));
+      reject(new Error(`${name} (pid ${child.pid}) overran its ${budgetMs} ms budget`));
     }, budgetMs);
     child.once('error', (e) => {
       clearTimeout(timer);
@@ -730,14 +739,14 @@ export function runLoadInChild(settings: LoadSettings, options: ChildOptions = {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
       if (code !== 0) {
-        reject(new Error(`loadgen exited with ${code}: ${err.trim()}`));
+        reject(new Error(`${name} exited with ${code}: ${err.trim()}`));
         return;
       }
       try {
         const last = out.trim().split('\n').pop() ?? '';
-        resolve(JSON.parse(last) as LoadReport);
+        resolve(JSON.parse(last) as T);
       } catch (e) {
-        reject(new Error(`loadgen printed no JSON report: ${(e as Error).message}; stderr: ${err.trim()}`));
+        reject(new Error(`${name} printed no JSON report: ${(e as Error).message}; stderr: ${err.trim()}`));
       }
     });
   });
