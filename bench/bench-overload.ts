@@ -122,7 +122,7 @@ const opts = parseBenchOptions<Options>(
     .option('--keys <n>', 'key space, every key preloaded', intArg(1, 5_000_000), defaultOpenLoopSettings.keys)
     .option('--conns <n>', 'generator connections', intArg(1, 1000), defaultOpenLoopSettings.conns)
     .option('--cache-mb <n>', "ringkv --cache-mb (LRU in front of LevelDB; default: the node's)", intArg(1, 1 << 20))
-    .option('--node-args <args>', 'extra ringkv node flags, space-separated (e.g. "--max-inflight 2000 --max-lag-ms 50")', '')
+    .option('--node-args <args>', 'extra ringkv node flags, space-separated (default: a 10 ms lag bound, see README "Overload")', '--max-lag-ms 10')
     .option('--capacity <ops>', 'skip calibration and take this as capacity, ops/s', numberArg(1, 10_000_000))
     .option('--multiples <list>', 'offered load steps, multiples of capacity', listArg(0.01, 20), [0.5, 1, 1.5, 2, 2.5, 3])
     .option('--depths <list>', 'calibration pipeline depths per connection (default 1,4,16,64; quick 4,32)', listArg(1, 1024))

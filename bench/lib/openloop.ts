@@ -374,6 +374,8 @@ class OpenLoopRun {
   private t0Ns = 0;
   private scheduled = 0;
   private preloadNext = 0;
+  /** Preload sets refused as busy, to send again. */
+  private readonly preloadRetry: number[] = [];
   private preloadAcked = 0;
   private preloadErrors = 0;
   private preloadStartNs = 0;
@@ -646,9 +648,10 @@ class OpenLoopRun {
       let kind: number;
       let key: number;
       if (preload) {
-        if (this.preloadNext >= this.s.keys) break;
+        const retry = this.preloadRetry.pop();
+        if (retry === undefined && this.preloadNext >= this.s.keys) break;
         kind = kindSet;
-        key = this.preloadNext++;
+        key = retry ?? this.preloadNext++;
       } else if (this.phase === 'warmup' || this.phase === 'measure') {
         kind = this.rng() < this.s.getRatio ? kindGet : kindSet;
         key = this.chooseKey();
@@ -695,6 +698,7 @@ class OpenLoopRun {
     }
     const i = c.head;
     const kind = c.kinds[i]!;
+    const key = c.keys[i]!;
     const intended = c.intended[i]!;
     c.head = (i + 1) % c.kinds.length;
     c.inflight--;
@@ -704,6 +708,11 @@ class OpenLoopRun {
       return false;
     }
     if (this.phase === 'preload') {
+      if (reply === ReplyKind.Busy) {
+        // A node refusing in overload did not store it: set it again (as a client would).
+        this.preloadRetry.push(key);
+        return true;
+      }
       this.preloadAcked++;
       if (reply !== ReplyKind.Stored) {
         this.preloadErrors++;

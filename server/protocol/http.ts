@@ -17,6 +17,7 @@
 // key (memcached's rule: 1..250 bytes, no space; no NUL or line feed either) is 400, a
 // body over the item size is 413 (refused before it is read when Content-Length says so).
 import http from 'node:http';
+import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { itemSize, type Maybe } from '../kv/local-kv.js';
 import type { KvRequest, KvResult } from '../kv/api.js';
@@ -127,6 +128,24 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
+/** Node's parser errors, as statuses: a slow or oversized request is not a malformed one. */
+const CLIENT_ERRORS: Readonly<Record<string, readonly [number, string]>> = {
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'request_timeout'],
+  HPE_HEADER_OVERFLOW: [431, 'headers_too_large'],
+};
+
+/** A JSON error written straight to a socket that has no ServerResponse, then closed. */
+function rawError(socket: Duplex, status: number, code: string, message: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify({ error: code, message });
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+
 /** The node refused the request in overload (503 with Retry-After): nothing was done. */
 function busyError(): HttpError {
   return new HttpError(503, 'busy', 'the node is overloaded; nothing was done, retry later');
@@ -159,6 +178,17 @@ export class HttpServer {
     this.server.headersTimeout = requestTimeoutMs === 0 ? 60_000 : Math.min(60_000, requestTimeoutMs);
     this.server.keepAliveTimeout = opts.idleTimeoutMs || 65_000;
     if (opts.maxConns !== undefined) this.server.maxConnections = opts.maxConns;
+    // Requests Node's parser refuses still get the documented JSON error body.
+    this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
+      const [status, code] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'bad_request'];
+      rawError(socket, status, code, `malformed HTTP request (${err.code ?? err.message})`);
+    });
+    this.server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      sendError(res, new HttpError(417, 'expectation_failed', `Expect: ${String(req.headers.expect)} is not supported`), { connection: 'close' });
+    });
+    this.server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+      rawError(socket, 405, 'method_not_allowed', 'CONNECT is not supported');
+    });
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

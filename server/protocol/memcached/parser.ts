@@ -153,13 +153,15 @@ export function parseCommand(buf: Buffer, offset: number, limits: ParserLimits, 
     case 'delete': {
       if (words < 2 || words > 4) return { type: 'error', reply: ERR_UNKNOWN, next };
       const key = tokens[1]!;
-      if (!keyIsValid(key)) return { type: 'error', reply: ERR_BAD_FORMAT, next };
       const noreply = isNoreply(tokens);
       // Legacy `delete <key> 0` is accepted; any other extra token is a usage error.
+      // memcached checks the usage before the key, and noreply silences both errors
+      // (found by test/fuzz: `delete <251 bytes> x` is the usage error, `delete <251 bytes> noreply` is silent).
       const extra = words - (noreply ? 3 : 2);
       if (extra > 1 || (extra === 1 && tokens[2] !== '0')) {
         return { type: 'error', reply: noreply ? '' : ERR_DELETE_USAGE, next };
       }
+      if (!keyIsValid(key)) return { type: 'error', reply: noreply ? '' : ERR_BAD_FORMAT, next };
       return { type: 'command', command: { kind: 'delete', key, noreply }, next };
     }
     case 'incr':
@@ -184,11 +186,11 @@ export function parseCommand(buf: Buffer, offset: number, limits: ParserLimits, 
     case 'flush_all': {
       if (words > 3) return { type: 'error', reply: ERR_UNKNOWN, next };
       const noreply = isNoreply(tokens);
-      const args = tokens.slice(1, noreply ? -1 : undefined);
-      if (args.length > 1) return { type: 'error', reply: noreply ? '' : ERR_UNKNOWN, next };
+      // memcached reads the delay whenever there is a token besides a final noreply and
+      // ignores a 2nd one (found by test/fuzz: `flush_all 0 x` is OK, `flush_all x 0` an exptime error).
       let delay = 0;
-      if (args.length === 1) {
-        const d = parseI32(args[0]!);
+      if (words === 3 || (words === 2 && !noreply)) {
+        const d = parseI32(tokens[1]!);
         if (d === undefined) return { type: 'error', reply: noreply ? '' : ERR_EXPTIME, next };
         delay = d;
       }
@@ -200,7 +202,9 @@ export function parseCommand(buf: Buffer, offset: number, limits: ParserLimits, 
       if (words !== 2 && words !== 3) return { type: 'error', reply: ERR_UNKNOWN, next };
       const noreply = isNoreply(tokens);
       if (words === 2 && noreply) return { type: 'command', command: { kind: 'verbosity', noreply }, next };
-      if (parseI32(tokens[1]!) === undefined) return { type: 'error', reply: noreply ? '' : ERR_BAD_FORMAT, next };
+      // memcached reads the level with safe_strtoul (found by test/fuzz: `verbosity -1` is an error,
+      // `verbosity 4294967296` is OK).
+      if (parseFlags(tokens[1]!) === undefined) return { type: 'error', reply: noreply ? '' : ERR_BAD_FORMAT, next };
       return { type: 'command', command: { kind: 'verbosity', noreply }, next };
     }
     case 'stats':
@@ -212,8 +216,9 @@ export function parseCommand(buf: Buffer, offset: number, limits: ParserLimits, 
     case 'mg':
     case 'md':
     case 'ma':
-    case 'me':
       return meta(name, tokens, next);
+    case 'me':
+      return metaDebug(tokens, next);
     case 'ms':
       return metaSet(buf, tokens, next, end, limits);
     default:
@@ -271,61 +276,106 @@ const META_KNOWN = new Set('bNTRlOPLkstcfvhuqFCMJDIE'.split(''));
 
 type MetaParse = { ok: true; base: MetaBase } | { ok: false; reply: string };
 
+/**
+ * The flags of a meta command, checked as memcached 1.6.18's _meta_flag_preparse does (found
+ * by test/fuzz against a live 1.6.18): a repeated flag, or a byte >= 0x7f (which 1.6.18
+ * reports as a duplicate), or an unknown letter stops at once; a bad token does not: every
+ * flag is still read and each bad one overwrites the error text, so the LAST bad token names
+ * the error (`mg k Tx D` -> invalid numeric delta value). A bad F sets no text of its own,
+ * leaving the earlier one or the default `bad command line format`. `b` decodes the key in
+ * its place in that order.
+ */
 function metaFlags(tokens: string[], firstFlag: number, duplicateReply: string, invalidReply: string): MetaParse {
   const key = tokens[1]!;
   const flags: MetaFlag[] = [];
   const seen = new Set<string>();
+  let failed = false;
   let bad: string | undefined;
+  let keyBytes = key;
+  const fail = (reply?: string): void => {
+    failed = true;
+    if (reply !== undefined) bad = reply;
+  };
   for (let i = firstFlag; i < tokens.length; i++) {
     const t = tokens[i]!;
     const letter = t[0]!;
-    if (seen.has(letter)) return { ok: false, reply: duplicateReply };
+    if (letter.charCodeAt(0) >= 0x7f || seen.has(letter)) return { ok: false, reply: duplicateReply };
     seen.add(letter);
     if (!META_KNOWN.has(letter)) return { ok: false, reply: invalidReply };
     const token = t.slice(1);
     switch (letter) {
+      case 'b': {
+        const decoded = decodeBase64Key(key);
+        if (decoded === undefined) fail('CLIENT_ERROR error decoding key\r\n');
+        else keyBytes = decoded;
+        break;
+      }
       case 'N':
       case 'T':
       case 'R':
-        if (parseI32(token) === undefined) bad ??= 'CLIENT_ERROR bad token in command line format\r\n';
+        if (parseI32(token) === undefined) fail('CLIENT_ERROR bad token in command line format\r\n');
         break;
       case 'F':
-        if (parseFlags(token) === undefined) bad ??= ERR_BAD_FORMAT;
+        if (parseFlags(token) === undefined) fail();
         break;
       case 'C':
-        if (parseU64(token) === undefined) bad ??= 'CLIENT_ERROR bad token in command line format\r\n';
+        if (parseU64(token) === undefined) fail('CLIENT_ERROR bad token in command line format\r\n');
         break;
       case 'M':
-        if (t.length !== 2) bad ??= 'CLIENT_ERROR incorrect length for M token\r\n';
+        if (t.length !== 2) fail('CLIENT_ERROR incorrect length for M token\r\n');
         break;
       case 'J':
-        if (parseU64(token) === undefined) bad ??= 'CLIENT_ERROR invalid numeric initial value\r\n';
+        if (parseU64(token) === undefined) fail('CLIENT_ERROR invalid numeric initial value\r\n');
         break;
       case 'D':
-        if (parseU64(token) === undefined) bad ??= 'CLIENT_ERROR invalid numeric delta value\r\n';
+        if (parseU64(token) === undefined) fail('CLIENT_ERROR invalid numeric delta value\r\n');
         break;
     }
     flags.push({ letter, token });
   }
-  if (bad) return { ok: false, reply: bad };
+  if (failed) return { ok: false, reply: bad ?? ERR_BAD_FORMAT };
   const base64 = seen.has('b');
-  let keyBytes = key;
-  if (base64) {
-    const decoded = decodeBase64Key(key);
-    if (decoded === undefined) return { ok: false, reply: 'CLIENT_ERROR error decoding key\r\n' };
-    keyBytes = decoded;
-  }
-  return { ok: true, base: { key: keyBytes, keyToken: key, base64, flags, quiet: seen.has('q') } };
+  return { ok: true, base: { key: keyBytes, keyToken: base64 ? reencodeKey(keyBytes) : key, base64, flags, quiet: seen.has('q') } };
 }
 
+const BASE64_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
+/**
+ * memcached 1.6.18's base64_decode (Jouni Malinen's), which is lenient: bytes outside the
+ * alphabet are skipped, the remaining characters ('=' included) must be a non-zero multiple
+ * of 4, and decoding stops after the first block holding padding (found by test/fuzz:
+ * `me -10000000 b` decodes '10000000'; a strict decoder refused it).
+ */
 function decodeBase64Key(text: string): string | undefined {
-  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(text)) return undefined;
-  const bytes = Buffer.from(text, 'base64');
-  if (bytes.length === 0 || bytes.length > KEY_MAX_BYTES) return undefined;
-  return bytes.toString('latin1');
+  const sextets: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    const v = ch === '=' ? -1 : BASE64_ALPHABET.indexOf(ch);
+    if (v !== -1 || ch === '=') sextets.push(v);
+  }
+  if (sextets.length === 0 || sextets.length % 4 !== 0) return undefined;
+  const out: number[] = [];
+  for (let i = 0; i < sextets.length; i += 4) {
+    const block = sextets.slice(i, i + 4);
+    const pad = block.filter((v) => v === -1).length;
+    const [a, b, c, d] = block.map((v) => Math.max(v, 0)) as [number, number, number, number];
+    out.push(((a << 2) | (b >> 4)) & 0xff, ((b << 4) | (c >> 2)) & 0xff, ((c << 6) | d) & 0xff);
+    if (pad > 2) return undefined;
+    if (pad > 0) {
+      out.length -= pad;
+      break;
+    }
+  }
+  if (out.length > KEY_MAX_BYTES) return undefined;
+  return Buffer.from(out).toString('latin1');
 }
 
-function meta(name: 'mg' | 'md' | 'ma' | 'me', tokens: string[], next: number): ParseResult {
+/** The `k` flag echoes a base64 key as 1.6.18 does: the decoded bytes encoded again (`!!YR==` echoes `YQ==`). */
+function reencodeKey(key: string): string {
+  return Buffer.from(key, 'latin1').toString('base64');
+}
+
+function meta(name: 'mg' | 'md' | 'ma', tokens: string[], next: number): ParseResult {
   if (tokens.length < 2) return { type: 'error', reply: ERR_UNKNOWN, next };
   const key = tokens[1]!;
   if (key.length > KEY_MAX_BYTES) return { type: 'error', reply: ERR_BAD_FORMAT, next };
@@ -343,9 +393,28 @@ function meta(name: 'mg' | 'md' | 'ma' | 'me', tokens: string[], next: number): 
   // md and ma answer every flag problem with one message, as 1.6.18 does.
   if (!parsed.ok) return { type: 'error', reply: generic ? 'CLIENT_ERROR invalid or duplicate flag\r\n' : parsed.reply, next };
   if (!keyIsValid(parsed.base.key)) return { type: 'error', reply: ERR_BAD_FORMAT, next };
+  // ma's mode comes before the opaque's length, and 1.6.18 knows only I, D, + and - (found
+  // by test/fuzz: `ma k MX O<33 bytes>` is an invalid mode, `ma k Mi` is refused too).
+  const mode = name === 'ma' ? parsed.base.flags.find((f) => f.letter === 'M') : undefined;
+  if (mode && !['I', 'D', '+', '-'].includes(mode.token)) return { type: 'error', reply: 'CLIENT_ERROR invalid mode for ma M token\r\n', next };
   const opaque = parsed.base.flags.find((f) => f.letter === 'O');
   if (opaque && opaque.token.length + 1 > META_OPAQUE_MAX_BYTES) return { type: 'error', reply: 'CLIENT_ERROR opaque token too long\r\n', next };
   return { type: 'command', command: { kind: name, ...parsed.base }, next };
+}
+
+/**
+ * `me <key> [b]`: memcached 1.6.18's process_meta_command reads only a `b` right after the
+ * key and ignores every other token; each of its errors is `bad command line format`
+ * (found by test/fuzz: `me` and `me k x y` differed).
+ */
+function metaDebug(tokens: string[], next: number): ParseResult {
+  const keyToken = tokens[1];
+  if (keyToken === undefined || keyToken.length > KEY_MAX_BYTES) return { type: 'error', reply: ERR_BAD_FORMAT, next };
+  const base64 = tokens[2] === 'b';
+  const key = base64 ? decodeBase64Key(keyToken) : keyToken;
+  if (key === undefined || !keyIsValid(key)) return { type: 'error', reply: ERR_BAD_FORMAT, next };
+  const flags: MetaFlag[] = base64 ? [{ letter: 'b', token: '' }] : [];
+  return { type: 'command', command: { kind: 'me', key, keyToken: base64 ? reencodeKey(key) : keyToken, base64, flags, quiet: false }, next };
 }
 
 function metaSet(buf: Buffer, tokens: string[], lineNext: number, end: number, limits: ParserLimits): ParseResult {

@@ -151,6 +151,8 @@ export class FrameDecoder {
   }
 
   private parse(body: Buffer): DecodeResult {
+    const fault = shapeFault(body);
+    if (fault !== undefined) return this.fail('FRAME_MALFORMED', `frame body is not one msgpack value: ${fault}`);
     let value: unknown;
     try {
       value = this.msgpack.decode(body);
@@ -221,6 +223,89 @@ export class FrameDecoder {
   }
 }
 
+/**
+ * Deepest nesting of arrays and maps a frame may hold: the msgpack encoder's own limit
+ * (its DEFAULT_MAX_DEPTH), so every frame encodeFrame writes still decodes.
+ */
+const MAX_DEPTH = 100;
+
+/**
+ * Walks a msgpack body without building anything, and refuses a body that would make the
+ * msgpack decoder allocate far more than its own size. Found by test/fuzz/rpc-frame: the
+ * decoder keeps ~100 bytes of state per level of nesting (a 4 MB frame of 0x91 bytes, one
+ * array in another, took 465 MB of heap), and allocates `new Array(size)` for the size an
+ * array header declares before reading any element (1.5 KB of nested array32 headers
+ * declaring 1,000,000 each took 1.1 GB and 5 s). Here nesting stops at MAX_DEPTH, and every
+ * array and map must hold all the values it declares within the body, so what the decoder
+ * allocates stays proportional to the frame. Returns the fault, or undefined when the
+ * shape is sound (the decoder still checks the rest: UTF-8, limits, trailing bytes).
+ */
+function shapeFault(body: Uint8Array): string | undefined {
+  const n = body.length;
+  const open: number[] = []; // values still to read in each enclosing container
+  let left = 1; // values still to read at this level: the top level holds exactly one
+  let at = 0;
+  // A big-endian length of `bytes` bytes, or NaN (which every check below refuses) past the end.
+  const size = (bytes: number): number => {
+    if (at + bytes > n) return NaN;
+    let v = 0;
+    for (let i = 0; i < bytes; i++) v = v * 256 + (body[at + i] ?? 0);
+    at += bytes;
+    return v;
+  };
+  for (;;) {
+    if (left === 0) {
+      if (open.length === 0) return undefined;
+      left = open.pop()!;
+      continue;
+    }
+    if (at >= n) return 'truncated';
+    left--;
+    const b = body[at++]!;
+    let skip = 0;
+    let values = -1; // the values a container holds (a map: two per entry)
+    if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) skip = 0;
+    else if (b <= 0x8f) values = (b & 0x0f) * 2;
+    else if (b <= 0x9f) values = b & 0x0f;
+    else if (b <= 0xbf) skip = b & 0x1f;
+    else {
+      switch (b) {
+        case 0xc4: case 0xd9: skip = size(1); break; // bin8, str8
+        case 0xc5: case 0xda: skip = size(2); break; // bin16, str16
+        case 0xc6: case 0xdb: skip = size(4); break; // bin32, str32
+        case 0xc7: skip = size(1) + 1; break; // ext8: length, type, data
+        case 0xc8: skip = size(2) + 1; break;
+        case 0xc9: skip = size(4) + 1; break;
+        case 0xcc: case 0xd0: skip = 1; break;
+        case 0xcd: case 0xd1: skip = 2; break;
+        case 0xca: case 0xce: case 0xd2: skip = 4; break;
+        case 0xcb: case 0xcf: case 0xd3: skip = 8; break;
+        case 0xd4: skip = 2; break; // fixext: type, data
+        case 0xd5: skip = 3; break;
+        case 0xd6: skip = 5; break;
+        case 0xd7: skip = 9; break;
+        case 0xd8: skip = 17; break;
+        case 0xdc: values = size(2); break; // array16
+        case 0xdd: values = size(4); break; // array32
+        case 0xde: values = size(2) * 2; break; // map16
+        case 0xdf: values = size(4) * 2; break; // map32
+        default: return `byte 0x${b.toString(16)} is never used`;
+      }
+    }
+    if (Number.isNaN(skip) || Number.isNaN(values)) return 'truncated';
+    if (values < 0) {
+      if (skip > n - at) return 'truncated';
+      at += skip;
+    } else if (values > n - at) {
+      return `a container declares ${values} values with ${n - at} bytes left`;
+    } else if (values > 0) {
+      if (open.length + 1 > MAX_DEPTH) return `arrays and maps nested deeper than ${MAX_DEPTH}`;
+      open.push(left);
+      left = values;
+    }
+  }
+}
+
 function isPlainMap(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype;
 }
@@ -234,6 +319,9 @@ strictCodec.register({
     if (v instanceof Date) throw new TypeError('a Date cannot travel on the RPC wire: send epoch milliseconds');
     if (v instanceof ExtData) throw new TypeError('msgpack extension types are not accepted on the RPC wire');
     if (v instanceof Map || v instanceof Set) throw new TypeError('a Map or Set would encode as an empty map: send an object or array');
+    // The decoder refuses this key (a prototype-pollution guard), which would kill the
+    // connection at the peer (found by test/fuzz/rpc-frame: `JSON.parse('{"__proto__": 1}')`).
+    if (typeof v === 'object' && v !== null && Object.hasOwn(v, '__proto__')) throw new TypeError('a "__proto__" key is refused by the decoder');
     return null;
   },
   decode: () => {
