@@ -461,6 +461,11 @@ export class NodeMetrics extends RegistryEndpoint {
     this.memcached.observe(mcCommandIndex(cmd), BUSY, startMs);
   }
 
+  /** A command refused in overload unparsed (skimmed): known only by its command word. */
+  mcShed(command: string): void {
+    this.memcached.count(MC_INDEX.get(command) ?? MC.other, BUSY);
+  }
+
   /** A line the parser refused (ERROR, CLIENT_ERROR): counted as command "other". */
   mcBadLine(): void {
     this.memcached.count(this.memcached.other, ERROR);

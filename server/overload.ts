@@ -101,6 +101,19 @@ export class Admission {
     return true;
   }
 
+  /**
+   * The loop has a standing queue and this turn is already late: every client request
+   * until the next tick is to be refused (counted by `shed`). Free when not overloaded.
+   */
+  shedding(): boolean {
+    return this.standing && this.timer !== undefined && performance.now() - this.nextDue > this.opts.maxLagMs;
+  }
+
+  /** One request refused because `shedding()` said so, without going through `admit`. */
+  shed(): void {
+    this.counters.rejected_lag++;
+  }
+
   done(): void {
     this.inflight--;
   }

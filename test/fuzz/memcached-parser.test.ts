@@ -17,7 +17,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMemcached, type RunningServer } from '../../bench/lib/servers.js';
 import type { Command, MetaFlag, ParseResult } from '../../server/protocol/memcached/commands.js';
-import { keyIsValid, LINE_MAX_BYTES, parseCommand, type ParserLimits } from '../../server/protocol/memcached/parser.js';
+import { keyIsValid, LINE_MAX_BYTES, parseCommand, skimCommand, type ParserLimits, type Skim } from '../../server/protocol/memcached/parser.js';
 import { FUZZ_RUNS, fuzzParams, show, splitAt } from './fuzz-support.js';
 import { garbage, keyChar, latin1, numberText, validKey } from './memcached-arbitraries.js';
 
@@ -418,6 +418,63 @@ describe('memcached parser: valid streams split anywhere (b)', () => {
       ),
       fuzzParams(FUZZ_RUNS),
     );
+  });
+});
+
+// ---- skimming: a node in overload frames commands without parsing them ---------------------
+
+/** Where parseCommand says the line at `off` ends (with its data block); undefined while incomplete. */
+function parsedEnd(buf: Buffer, off: number): { end: number; noreply: boolean | undefined } | undefined {
+  const r = parseCommand(buf, off, limits);
+  if (r.type === 'need-more' || r.type === 'close') return undefined;
+  // A malformed line is refused either way (busy instead of its CLIENT_ERROR): only where it ends must agree.
+  const noreply = r.type === 'command' ? (r.command as { noreply?: boolean }).noreply === true : undefined;
+  return { end: r.next + (r.swallow ?? 0), noreply };
+}
+
+describe('memcached parser: skimCommand frames exactly as parseCommand does', () => {
+  const skim: Skim = { next: 0, block: 0, noreply: false, command: '' };
+  const check = (stream: Buffer): void => {
+    for (let off = 0; off < stream.length; ) {
+      const skimmed = skimCommand(stream, off, limits, skim);
+      const parsed = parsedEnd(stream, off);
+      if (skimmed && parsed !== undefined) {
+        // A skimmed command ends at the byte where parseCommand's does, and is as silent.
+        expect(skim.next + skim.block, `skimmed ${show(stream.subarray(off, off + 80))}`).toBe(parsed.end);
+        if (parsed.noreply !== undefined) expect(skim.noreply).toBe(parsed.noreply);
+      }
+      // A skimmed command whose block is still arriving is swallowed; the stream ends here.
+      const r = parseCommand(stream, off, limits);
+      if (r.type === 'need-more' || r.type === 'close') break;
+      off = r.next + (r.swallow ?? 0);
+    }
+  };
+  it('on valid streams (every classic and meta command it knows is skimmed)', () => {
+    let skimmedAny = false;
+    fc.assert(
+      fc.property(fc.array(validCommand, { minLength: 1, maxLength: 12 }), (cmds) => {
+        const stream = Buffer.concat(cmds.map((c) => c.bytes));
+        check(stream);
+        if (skimCommand(stream, 0, limits, skim)) skimmedAny = true;
+      }),
+      fuzzParams(FUZZ_RUNS),
+    );
+    expect(skimmedAny).toBe(true);
+  });
+  it('on garbage mixed with valid commands', () => {
+    fc.assert(
+      fc.property(fc.array(fc.oneof(validCommand.map((c) => c.bytes), garbage()), { minLength: 1, maxLength: 8 }), (parts) => {
+        check(Buffer.concat(parts));
+      }),
+      fuzzParams(FUZZ_RUNS),
+    );
+  });
+  it('refuses (leaves to the parser) what it cannot frame exactly', () => {
+    for (const line of ['get k', 'set k 0 0 x\r\n', 'set k 0 0 1 junk\r\nx\r\n', 'get  k\r\n', 'version\r\n', 'set k 0 0 3\r\nabcde']) {
+      expect(skimCommand(latin1(line), 0, limits, skim), line).toBe(false);
+    }
+    expect(skimCommand(latin1('set k 0 0 3 noreply\r\nab'), 0, limits, skim)).toBe(true);
+    expect(skim).toMatchObject({ next: 21, block: 5, noreply: true, command: 'set' });
   });
 });
 

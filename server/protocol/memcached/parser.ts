@@ -453,3 +453,104 @@ function metaSet(buf: Buffer, tokens: string[], lineNext: number, end: number, l
   const command: Command = { kind: 'ms', value, ...parsed.base };
   return { type: 'command', command, next: blockEnd };
 }
+
+// ---- skimming: framing a command the node will refuse, without parsing it ----------------
+
+/** Where a skimmed command ends, and what its refusal looks like. */
+export interface Skim {
+  /** Offset just past the command line. */
+  next: number;
+  /** Data-block bytes (value and its \r\n) after the line; 0 for commands without one. */
+  block: number;
+  /** A classic noreply command: its refusal is silent. */
+  noreply: boolean;
+  /** The command word, for metrics (one of a fixed set of literals). */
+  command: string;
+}
+
+/** Command words a refusal may skim: [word, token index of the data length or -1, may end in noreply]. */
+const SKIMMABLE = new Map<string, readonly [number, boolean]>([
+  ['get', [-1, false]],
+  ['gets', [-1, false]],
+  ['gat', [-1, false]],
+  ['gats', [-1, false]],
+  ['delete', [-1, true]],
+  ['incr', [-1, true]],
+  ['decr', [-1, true]],
+  ['touch', [-1, true]],
+  ['set', [4, true]],
+  ['add', [4, true]],
+  ['replace', [4, true]],
+  ['append', [4, true]],
+  ['prepend', [4, true]],
+  ['cas', [4, true]],
+  ['mg', [-1, false]],
+  ['md', [-1, false]],
+  ['ma', [-1, false]],
+  ['ms', [2, false]],
+]);
+const SKIM_WORDS = new Map<string, string>([...SKIMMABLE.keys()].map((w) => [w, w]));
+const MAX_TOKENS = 24;
+const tokenStarts = new Int32Array(MAX_TOKENS);
+const tokenEnds = new Int32Array(MAX_TOKENS);
+
+/**
+ * Frames the complete, well-formed command at `off` without building it: for a node in
+ * overload, whose refusal (`SERVER_ERROR busy`) needs only to know where the command ends
+ * and whether it is silent. Skimming costs an indexOf and a scan of the line; parsing costs
+ * strings and objects per command, as much as serving a cache hit.
+ *
+ * Returns false for anything it does not frame exactly as parseCommand would (an
+ * incomplete or over-long line, another command, a malformed or oversized one, a data
+ * block without its \r\n): the caller parses those. On true, `out` says where the line
+ * ends and how many data bytes follow it (all of them may not have arrived yet).
+ */
+export function skimCommand(buf: Buffer, off: number, limits: ParserLimits, out: Skim): boolean {
+  const eol = buf.indexOf(0x0a, off);
+  if (eol < 0 || eol - off > 2048) return false;
+  const end = eol > off && buf[eol - 1] === 0x0d ? eol - 1 : eol;
+  let n = 0;
+  let start = off;
+  for (let i = off; i <= end; i++) {
+    if (i === end || buf[i] === 0x20) {
+      if (i === start || n === MAX_TOKENS) return false; // an empty token (two spaces), or too many
+      tokenStarts[n] = start;
+      tokenEnds[n] = i;
+      n++;
+      start = i + 1;
+    } else if (buf[i] === 0x00 || buf[i] === 0x0d) return false;
+  }
+  if (n < 2) return false;
+  const word = SKIM_WORDS.get(buf.toString('latin1', tokenStarts[0]!, tokenEnds[0]!));
+  if (word === undefined) return false;
+  const [lengthAt, classicNoreply] = SKIMMABLE.get(word)!;
+  // Keys: 1..250 bytes (the scan above refused NUL; meta base64 keys are longer than 250 only when invalid).
+  if (tokenEnds[1]! - tokenStarts[1]! > KEY_MAX_BYTES) return false;
+  const noreply = classicNoreply && tokenEnds[n - 1]! - tokenStarts[n - 1]! === 7 && buf.toString('latin1', tokenStarts[n - 1]!, tokenEnds[n - 1]!) === 'noreply';
+  let block = 0;
+  if (lengthAt >= 0) {
+    // set k f e bytes [noreply] | cas k f e bytes c [noreply] | ms k bytes flags...
+    const want = word === 'cas' ? 6 : 5;
+    if (word !== 'ms' && n !== want + (noreply ? 1 : 0)) return false;
+    if (n <= lengthAt) return false;
+    const from = tokenStarts[lengthAt]!;
+    const to = tokenEnds[lengthAt]!;
+    if (to - from > 10) return false;
+    let bytes = 0;
+    for (let i = from; i < to; i++) {
+      const d = buf[i]! - 0x30;
+      if (d < 0 || d > 9) return false;
+      bytes = bytes * 10 + d;
+    }
+    if (bytes > limits.maxValueBytes) return false;
+    block = bytes + 2;
+    // A block that has arrived must end in \r\n, as parseCommand checks (else its error).
+    const blockEnd = eol + 1 + bytes;
+    if (blockEnd + 1 < buf.length && (buf[blockEnd] !== 0x0d || buf[blockEnd + 1] !== 0x0a)) return false;
+  }
+  out.next = eol + 1;
+  out.block = block;
+  out.noreply = noreply;
+  out.command = word;
+  return true;
+}

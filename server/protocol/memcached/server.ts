@@ -16,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import type { Maybe } from '../../kv/local-kv.js';
 import type { Command } from './commands.js';
 import { execute, type McContext, type Reply } from './execute.js';
-import { parseCommand, type ParserLimits } from './parser.js';
+import { parseCommand, skimCommand, type ParserLimits, type Skim } from './parser.js';
 import { listen } from '../../util/listen.js';
 import { MC_BUSY, type Admission } from '../../overload.js';
 import type { NodeMetrics } from '../../metrics.js';
@@ -62,6 +62,7 @@ interface Slot {
 }
 
 const EMPTY = Buffer.alloc(0);
+const BUSY_BYTES = Buffer.from(MC_BUSY, 'latin1');
 /** Idle time before TCP keepalive probes a silent peer. */
 const KEEPALIVE_MS = 60_000;
 
@@ -102,6 +103,8 @@ class Connection {
   private swallow = 0;
   /** Replies ready to write at the end of this turn. */
   private out: Array<string | Buffer> = [];
+  /** Where the last skimmed command ended (refusals in overload). */
+  private readonly skim: Skim = { next: 0, block: 0, noreply: false, command: '' };
   /** Bytes in `out`: one read of small requests (64 KiB of `get big`) must not build gigabytes of replies. */
   private outBytes = 0;
   /** Replies still waiting, in request order; `out` may only grow when this is empty. */
@@ -187,6 +190,21 @@ class Connection {
         // Send what is made; if the client is not taking it, read no further for now.
         this.flush();
         if (this.paused) return;
+      }
+      // In overload the rest of this turn is refused: frame each command without building it.
+      const admission = this.opts.admission;
+      if (admission !== undefined && admission.shedding() && skimCommand(this.buf, this.off, this.opts.limits, this.skim)) {
+        const k = this.skim;
+        this.off = k.next;
+        if (k.block > 0) {
+          const n = Math.min(this.buf.length - this.off, k.block);
+          this.off += n;
+          this.swallow = k.block - n;
+        }
+        admission.shed();
+        this.opts.metrics?.mcShed(k.command);
+        if (!k.noreply) this.emit(BUSY_BYTES);
+        continue;
       }
       const r = parseCommand(this.buf, this.off, this.opts.limits);
       if (r.type === 'need-more') break;
