@@ -489,7 +489,20 @@ const SKIMMABLE = new Map<string, readonly [number, boolean]>([
   ['ma', [-1, false]],
   ['ms', [2, false]],
 ]);
-const SKIM_WORDS = new Map<string, string>([...SKIMMABLE.keys()].map((w) => [w, w]));
+/** The skimmable words by length, for a match on bytes (no string made per command). */
+const SKIM_BY_LENGTH: ReadonlyArray<readonly string[]> = Array.from({ length: 8 }, (_, n) => [...SKIMMABLE.keys()].filter((w) => w.length === n));
+
+function bytesAre(buf: Buffer, start: number, word: string): boolean {
+  for (let i = 0; i < word.length; i++) if (buf[start + i] !== word.charCodeAt(i)) return false;
+  return true;
+}
+
+function wordAt(buf: Buffer, start: number, end: number): string | undefined {
+  const candidates = SKIM_BY_LENGTH[end - start];
+  if (candidates === undefined) return undefined;
+  for (const w of candidates) if (bytesAre(buf, start, w)) return w;
+  return undefined;
+}
 const MAX_TOKENS = 24;
 const tokenStarts = new Int32Array(MAX_TOKENS);
 const tokenEnds = new Int32Array(MAX_TOKENS);
@@ -521,12 +534,12 @@ export function skimCommand(buf: Buffer, off: number, limits: ParserLimits, out:
     } else if (buf[i] === 0x00 || buf[i] === 0x0d) return false;
   }
   if (n < 2) return false;
-  const word = SKIM_WORDS.get(buf.toString('latin1', tokenStarts[0]!, tokenEnds[0]!));
+  const word = wordAt(buf, tokenStarts[0]!, tokenEnds[0]!);
   if (word === undefined) return false;
   const [lengthAt, classicNoreply] = SKIMMABLE.get(word)!;
   // Keys: 1..250 bytes (the scan above refused NUL; meta base64 keys are longer than 250 only when invalid).
   if (tokenEnds[1]! - tokenStarts[1]! > KEY_MAX_BYTES) return false;
-  const noreply = classicNoreply && tokenEnds[n - 1]! - tokenStarts[n - 1]! === 7 && buf.toString('latin1', tokenStarts[n - 1]!, tokenEnds[n - 1]!) === 'noreply';
+  const noreply = classicNoreply && tokenEnds[n - 1]! - tokenStarts[n - 1]! === 7 && bytesAre(buf, tokenStarts[n - 1]!, 'noreply');
   let block = 0;
   if (lengthAt >= 0) {
     // set k f e bytes [noreply] | cas k f e bytes c [noreply] | ms k bytes flags...

@@ -63,6 +63,9 @@ interface Slot {
 
 const EMPTY = Buffer.alloc(0);
 const BUSY_BYTES = Buffer.from(MC_BUSY, 'latin1');
+/** Refusals in a row go out as one slice of this (no part per refusal). */
+const BUSY_RUN = 1024;
+const BUSY_BLOCK = Buffer.from(MC_BUSY.repeat(BUSY_RUN), 'latin1');
 /** Idle time before TCP keepalive probes a silent peer. */
 const KEEPALIVE_MS = 60_000;
 
@@ -103,6 +106,8 @@ class Connection {
   private swallow = 0;
   /** Replies ready to write at the end of this turn. */
   private out: Array<string | Buffer> = [];
+  /** Refusals not yet in `out` (skimmed in a row while no reply waited). */
+  private busyRun = 0;
   /** Where the last skimmed command ended (refusals in overload). */
   private readonly skim: Skim = { next: 0, block: 0, noreply: false, command: '' };
   /** Bytes in `out`: one read of small requests (64 KiB of `get big`) must not build gigabytes of replies. */
@@ -203,7 +208,10 @@ class Connection {
         }
         admission.shed();
         this.opts.metrics?.mcShed(k.command);
-        if (!k.noreply) this.emit(BUSY_BYTES);
+        if (!k.noreply) {
+          if (this.queue.length === 0) this.busyRun++;
+          else this.queue.push({ reply: BUSY_BYTES, ready: true });
+        }
         continue;
       }
       const r = parseCommand(this.buf, this.off, this.opts.limits);
@@ -265,6 +273,7 @@ class Connection {
 
   /** With `cmd`: the reply of that command, counted in metrics once it is ready. */
   private emit(reply: Maybe<Reply>, cmd?: Command, startMs = 0): void {
+    if (this.busyRun > 0) this.takeBusyRun();
     if (!(reply instanceof Promise)) {
       if (cmd !== undefined) this.opts.metrics!.mcDone(cmd, startMs, reply);
       if (this.queue.length === 0) this.outBytes += pushReply(this.out, reply);
@@ -304,7 +313,18 @@ class Connection {
     });
   }
 
+  /** The refusals counted in `busyRun`, into `out` in their place. */
+  private takeBusyRun(): void {
+    for (let n = this.busyRun; n > 0; n -= BUSY_RUN) {
+      const part = BUSY_BLOCK.subarray(0, Math.min(n, BUSY_RUN) * BUSY_BYTES.length);
+      this.out.push(part);
+      this.outBytes += part.length;
+    }
+    this.busyRun = 0;
+  }
+
   private flush(): void {
+    if (this.busyRun > 0) this.takeBusyRun();
     while (this.queue.length > 0 && this.queue[0]!.ready) {
       this.outBytes += pushReply(this.out, this.queue.shift()!.reply!);
     }
