@@ -7,69 +7,32 @@
 //   node dist/bench/openloop.js --port 11211 --mode closed --depth 8 ...   (capacity)
 import { Command, Option } from 'commander';
 import { intArg, numberArg } from './lib/cli.js';
-import { loadLimits as L } from './lib/loadgen.js';
+import { addWorkloadOptions, workloadSettings, type WorkloadOptions } from './lib/workload-cli.js';
 import { defaultOpenLoopSettings as d, openLoopLimits as OL, runOpenLoop, type OpenLoopMode, type OpenLoopSettings } from './lib/openloop.js';
 
-interface CliOptions {
-  host: string;
-  port: number;
+interface CliOptions extends WorkloadOptions {
   mode: OpenLoopMode;
   rate: number;
-  conns: number;
-  depth: number;
-  getRatio: number;
-  keys: number;
-  valueSize: number;
-  dist: 'uniform' | 'zipf';
-  zipfS: number;
-  warmupS: number;
-  durationS: number;
-  preload: boolean;
-  seed: number;
   tickMs: number;
   backlogMax: number;
-  json: boolean;
 }
 
-const program = new Command('openloop')
-  .description('open-loop memcached text-protocol load generator: fixed send schedule, latency from intended send time, busy replies counted apart')
-  .option('--host <host>', 'server address', d.host)
-  .requiredOption('--port <port>', 'server memcached port', intArg(1, 65535))
+const program = addWorkloadOptions(
+  new Command('openloop').description('open-loop memcached text-protocol load generator: fixed send schedule, latency from intended send time, busy replies counted apart'),
+  d,
+  'requests in flight per connection (closed mode)',
+)
   .addOption(new Option('--mode <mode>', 'open: --rate ops/s at fixed times; closed: --depth in flight per connection').choices(['open', 'closed']).default(d.mode))
   .option('--rate <ops>', 'offered load, requests per second over all connections (open mode)', numberArg(1, OL.rateMax), d.rate)
-  .option('--conns <n>', 'TCP connections', intArg(1, L.connsMax), d.conns)
-  .option('--depth <n>', 'requests in flight per connection (closed mode)', intArg(1, L.depthMax), d.depth)
-  .option('--get-ratio <r>', 'fraction of requests that are gets (rest are sets)', numberArg(0, 1), d.getRatio)
-  .option('--keys <n>', 'key space size (key:0 .. key:<n-1>)', intArg(1, L.keysMax), d.keys)
-  .option('--value-size <bytes>', 'value size', intArg(0, L.valueSizeMax), d.valueSize)
-  .addOption(new Option('--dist <dist>', 'key distribution').choices(['uniform', 'zipf']).default(d.dist))
-  .option('--zipf-s <s>', 'Zipf exponent', numberArg(0.01, 5), d.zipfS)
-  .option('--warmup-s <s>', 'unrecorded warm-up, seconds', numberArg(0, L.durationSMax), d.warmupS)
-  .option('--duration-s <s>', 'measured window, seconds', numberArg(0.1, L.durationSMax), d.durationS)
-  .option('--no-preload', 'skip setting every key before the run')
-  .option('--seed <n>', 'seed of the key/operation sequence', intArg(0, 2 ** 31 - 1), d.seed)
   .option('--tick-ms <ms>', 'scheduler period, ms', numberArg(1, OL.tickMsMax), d.tickMs)
   .option('--backlog-max <n>', 'requests one connection may hold (unanswered + unsent) before new ones are dropped', intArg(1, OL.backlogMaxMax), d.backlogMax)
-  .option('--json', 'print the report as one line of JSON', false)
   .parse();
 
 const o = program.opts<CliOptions>();
 const settings: OpenLoopSettings = {
-  host: o.host,
-  port: o.port,
+  ...workloadSettings(o),
   mode: o.mode,
   rate: o.rate,
-  conns: o.conns,
-  depth: o.depth,
-  getRatio: o.getRatio,
-  keys: o.keys,
-  valueSize: o.valueSize,
-  dist: o.dist,
-  zipfS: o.zipfS,
-  warmupS: o.warmupS,
-  durationS: o.durationS,
-  preload: o.preload,
-  seed: o.seed,
   tickMs: o.tickMs,
   backlogMax: o.backlogMax,
 };

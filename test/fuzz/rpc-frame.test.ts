@@ -13,6 +13,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeFrame, FrameDecoder, FrameError, type DecodeResult, type Frame } from '../../server/protocol/rpc/frame.js';
 import { FUZZ_RUNS, fuzzParams, splitAt } from './fuzz-support.js';
+import { wireValue as wireValueOf } from '../helpers/wire-arbitraries.js';
 
 type Result = Exclude<DecodeResult, { kind: 'need-more' }>;
 
@@ -29,21 +30,7 @@ function framed(body: Uint8Array): Buffer {
   return out;
 }
 
-/** A msgpack value that round-trips unchanged (no -0, no undefined, no __proto__ keys). */
-const wireValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
-  value: fc.oneof(
-    { depthSize: 'small', withCrossShrink: true },
-    fc.constant(null),
-    fc.boolean(),
-    fc.integer(),
-    fc.maxSafeInteger(),
-    fc.double().map((d) => (Object.is(d, -0) ? 0 : d)),
-    fc.string({ maxLength: 20 }),
-    fc.uint8Array({ maxLength: 40 }),
-    fc.array(tie('value'), { maxLength: 4 }),
-    fc.dictionary(fc.string({ maxLength: 8 }).filter((k) => k !== '__proto__'), tie('value'), { maxKeys: 4 }),
-  ),
-})).value;
+const wireValue = wireValueOf({ maxString: 20, maxBytes: 40 });
 
 const frameArb: fc.Arbitrary<Frame> = fc.record({ id: fc.nat(), type: fc.string({ minLength: 1, maxLength: 12 }), body: wireValue });
 

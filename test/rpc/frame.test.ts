@@ -5,26 +5,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encode } from '@msgpack/msgpack';
 import { encodeFrame, FrameDecoder, FrameError, type DecodeResult, type Frame } from '../../server/protocol/rpc/frame.js';
+import { wireValue as wireValueOf } from '../helpers/wire-arbitraries.js';
 
-/** A msgpack value that survives a round trip unchanged (no -0, no undefined, no __proto__ keys). */
-const wireValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
-  value: fc.oneof(
-    { depthSize: 'small', withCrossShrink: true },
-    fc.constant(null),
-    fc.boolean(),
-    fc.integer(),
-    fc.maxSafeInteger(),
-    fc.double().map((d) => (Object.is(d, -0) ? 0 : d)),
-    fc.string(),
-    fc.uint8Array({ maxLength: 64 }),
-    fc.array(tie('value'), { maxLength: 4 }),
-    fc.dictionary(
-      fc.string().filter((k) => k !== '__proto__'),
-      tie('value'),
-      { maxKeys: 4 },
-    ),
-  ),
-})).value;
+const wireValue = wireValueOf();
 
 const frameArb: fc.Arbitrary<Frame> = fc.record({
   id: fc.nat(),
