@@ -470,7 +470,7 @@ describe('memcached parser: skimCommand frames exactly as parseCommand does', ()
     );
   });
   it('refuses (leaves to the parser) what it cannot frame exactly', () => {
-    for (const line of ['get k', 'set k 0 0 x\r\n', 'set k 0 0 1 junk\r\nx\r\n', 'get  k\r\n', 'version\r\n', 'set k 0 0 3\r\nabcde']) {
+    for (const line of ['get k', 'set k 0 0 x\r\n', 'set k 0 0 1 junk\r\nx\r\n', 'get  k\r\n', 'version\r\n', 'set k 0 0 3\r\nabcde', 'prepend -0 delete #rY 0 noreply\r\n', 'set k -1 0 1\r\nx\r\n', 'set k 0 9999999999 1\r\nx\r\n', 'ms c 2 T0\r\nhi\r\n']) {
       expect(skimCommand(latin1(line), 0, limits, skim), line).toBe(false);
     }
     expect(skimCommand(latin1('set k 0 0 3 noreply\r\nab'), 0, limits, skim)).toBe(true);

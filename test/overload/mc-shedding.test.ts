@@ -2,8 +2,8 @@
 // this turn already late): every command it can frame without parsing is refused with
 // `SERVER_ERROR busy` (silent under noreply), nothing runs, the stream stays in step
 // across data blocks split anywhere, and commands it cannot skim go through the parser
-// (version is answered, a malformed line gets its own error). The Admission is a stub
-// that always sheds: the listener is the unit under test.
+// (refused all the same; version is answered, a malformed line gets its own error). The
+// Admission is a stub that always sheds: the listener is the unit under test.
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../server/clock.js';
@@ -18,6 +18,11 @@ class AlwaysShedding extends Admission {
   }
   override shedding(): boolean {
     return true;
+  }
+  // What a real Admission does while shedding, for the commands that are parsed.
+  override admit(): boolean {
+    this.counters.rejected_lag++;
+    return false;
   }
 }
 
@@ -76,7 +81,7 @@ describe('memcached listener while shedding', () => {
       'set a 0 0 5\r\nhello\r\n' + // refused
       'get kept\r\n' + // refused: even a hit
       'set b 0 0 1 noreply\r\nx\r\n' + // refused silently
-      'ms c 2 T0\r\nhi\r\n' + // meta: refused, q or not
+      'ms c 2 T0\r\nhi\r\n' + // meta set: parsed, then refused
       'incr kept 1\r\n' +
       'bogus\r\n' + // not skimmable: the parser's ERROR
       'version\r\n'; // never refused

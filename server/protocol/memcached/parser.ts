@@ -487,13 +487,23 @@ const SKIMMABLE = new Map<string, readonly [number, boolean]>([
   ['mg', [-1, false]],
   ['md', [-1, false]],
   ['ma', [-1, false]],
-  ['ms', [2, false]],
 ]);
 /** The skimmable words by length, for a match on bytes (no string made per command). */
 const SKIM_BY_LENGTH: ReadonlyArray<readonly string[]> = Array.from({ length: 8 }, (_, n) => [...SKIMMABLE.keys()].filter((w) => w.length === n));
 
 function bytesAre(buf: Buffer, start: number, word: string): boolean {
   for (let i = 0; i < word.length; i++) if (buf[start + i] !== word.charCodeAt(i)) return false;
+  return true;
+}
+
+/**
+ * A decimal of at most 9 digits (optionally negative): inside every range memcached and
+ * parseCommand accept for flags, exptime and cas, so it frames the same for both.
+ */
+function decimalAt(buf: Buffer, start: number, end: number, signed: boolean): boolean {
+  if (signed && buf[start] === 0x2d) start++;
+  if (end - start < 1 || end - start > 9) return false;
+  for (let i = start; i < end; i++) if (buf[i]! < 0x30 || buf[i]! > 0x39) return false;
   return true;
 }
 
@@ -542,10 +552,12 @@ export function skimCommand(buf: Buffer, off: number, limits: ParserLimits, out:
   const noreply = classicNoreply && tokenEnds[n - 1]! - tokenStarts[n - 1]! === 7 && bytesAre(buf, tokenStarts[n - 1]!, 'noreply');
   let block = 0;
   if (lengthAt >= 0) {
-    // set k f e bytes [noreply] | cas k f e bytes c [noreply] | ms k bytes flags...
+    // set k f e bytes [noreply] | cas k f e bytes c [noreply]. A line memcached refuses
+    // (bad flags, exptime or cas) does not swallow its block, so those must be numbers.
     const want = word === 'cas' ? 6 : 5;
-    if (word !== 'ms' && n !== want + (noreply ? 1 : 0)) return false;
-    if (n <= lengthAt) return false;
+    if (n !== want + (noreply ? 1 : 0)) return false;
+    if (!decimalAt(buf, tokenStarts[2]!, tokenEnds[2]!, false) || !decimalAt(buf, tokenStarts[3]!, tokenEnds[3]!, true)) return false;
+    if (word === 'cas' && !decimalAt(buf, tokenStarts[5]!, tokenEnds[5]!, false)) return false;
     const from = tokenStarts[lengthAt]!;
     const to = tokenEnds[lengthAt]!;
     if (to - from > 10) return false;
