@@ -23,7 +23,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
-import { intIn } from './node-cmd.js';
+import { intIn, logLevelOption } from './node-cmd.js';
+import type { LogLevel } from '../server/log.js';
 import { assert } from '../server/util/assert.js';
 import { fetchView, problems, type MasterView } from './status.js';
 
@@ -287,6 +288,8 @@ export interface StartOptions {
   data: string;
   storage: 'level' | 'memory';
   basePort: number;
+  /** Passed to the master and every node. */
+  logLevel: LogLevel;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -302,7 +305,7 @@ async function runCluster(o: StartOptions): Promise<void> {
   // N copies per key, but never more than there are nodes (a 1-node cluster: N = R = W = 1).
   const n = Math.min(3, plan.nodes.length);
   const quorum = ['--n', String(n), '--r', String(Math.min(2, n)), '--w', String(Math.min(2, n))];
-  const master = sup.spawn('master', ['master', '--host', HOST, '--port', String(plan.master.rpc), '--http-port', String(plan.master.http), '--data', o.data, ...quorum]);
+  const master = sup.spawn('master', ['master', '--host', HOST, '--port', String(plan.master.rpc), '--http-port', String(plan.master.http), '--data', o.data, ...quorum, '--log-level', o.logLevel]);
   const m = await master.ready;
   if (sup.phase !== 'starting') return;
   if (m.kind !== 'master') return sup.fail(EXIT_USAGE, 'the master printed a node ready line');
@@ -319,6 +322,7 @@ async function runCluster(o: StartOptions): Promise<void> {
       '--data', path.join(o.data, n.id),
       '--storage', o.storage,
       '--master', masterAddr,
+      '--log-level', o.logLevel,
     ]),
   );
   const pending = new Set(ids);
@@ -376,11 +380,12 @@ export function startCommand(): Command {
       intIn('--base-port', 0, 65535),
       7000,
     )
-    .action(async (o: { nodes: number; data: string; storage: 'level' | 'memory'; basePort: number }) => {
+    .addOption(logLevelOption())
+    .action(async (o: { nodes: number; data: string; storage: 'level' | 'memory'; basePort: number; logLevel: LogLevel }) => {
       if (o.data.length === 0) fail('--data must not be empty');
       if (o.basePort !== 0 && o.basePort > basePortMax(o.nodes)) {
         fail(`--base-port ${o.basePort} puts node ports past 65535: with --nodes ${o.nodes} the highest base port is ${basePortMax(o.nodes)}`);
       }
-      await runCluster({ nodes: o.nodes, data: path.resolve(o.data), storage: o.storage, basePort: o.basePort });
+      await runCluster({ nodes: o.nodes, data: path.resolve(o.data), storage: o.storage, basePort: o.basePort, logLevel: o.logLevel });
     });
 }
