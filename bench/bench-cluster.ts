@@ -22,7 +22,7 @@ import { startBenchCluster, waitServing } from './lib/cluster.js';
 import { defaultLoadSettings, runLoadInChild, type LoadReport } from './lib/loadgen.js';
 import type { ClusterView } from './lib/master-http.js';
 import { cellText, cliBuilt, commandLine, commitInfo, fixed, machineInfo, machineText, markdownTable, pickBest, ratio, resultsBase, publishResults, resultsTitle } from './lib/report.js';
-import { startRingkv, type RunningServer } from './lib/servers.js';
+import { ServerSet, startRingkv, type RunningServer } from './lib/servers.js';
 
 type Target = 'single' | 'cluster-n1' | 'cluster-n3';
 type Workload = 'write' | 'read';
@@ -119,16 +119,14 @@ interface Deployment {
 
 
 // Servers started and not yet stopped: stopped by PID if the run is interrupted.
-const running = new Set<RunningServer>();
+const running = new ServerSet();
 
 function track(server: RunningServer): RunningServer {
-  running.add(server);
-  return server;
+  return running.add(server);
 }
 
-async function stop(server: RunningServer, graceMs: number = limits.stopGraceMs): Promise<void> {
-  running.delete(server);
-  await server.stop(graceMs);
+function stop(server: RunningServer, graceMs: number = limits.stopGraceMs): Promise<void> {
+  return running.stop(server, graceMs);
 }
 
 async function deploy(target: Target): Promise<Deployment> {
@@ -243,8 +241,8 @@ async function runTarget(target: Target, round: number, cells: Cell[], startups:
       d = await deploy(target);
     } catch (e) {
       // deploy tracked whatever it started: stop it all before recording the failure.
-      const tails = [...running].map((s) => `${s.name}: ${s.stderr().trim().slice(-300)}`).join(' | ');
-      await Promise.allSettled([...running].map((s) => stop(s)));
+      const tails = running.tails();
+      await running.stopAll(limits.stopGraceMs);
       throw new Error(`start: ${(e as Error).message}${tails ? ` | stderr: ${tails}` : ''}`);
     }
     startup.startMs = d.startMs;
@@ -366,7 +364,7 @@ async function main(): Promise<number> {
 }
 
 async function stopAll(): Promise<void> {
-  await Promise.allSettled([...running].map((s) => stop(s, 2000)));
+  await running.stopAll(2000);
 }
 
 await runBench('bench-cluster', main, { stopAll, stopping: () => `${running.size} server(s)` });

@@ -24,7 +24,7 @@ import { intArg, numberArg, parseBenchOptions, runBench, type BenchOptions } fro
 import { defaultLoadSettings, runLoadInChild, type LoadReport } from './lib/loadgen.js';
 import { loopProbeEnv, type LoopSample } from './lib/loop-probe.js';
 import { cellText, cliBuilt, commandLine, commitInfo, fixed, machineInfo, machineText, markdownTable, publishResults, resultsBase, resultsTitle } from './lib/report.js';
-import { repoRoot, startMemcached, startRingkv, type RunningServer } from './lib/servers.js';
+import { repoRoot, ServerSet, startMemcached, startRingkv, type RunningServer } from './lib/servers.js';
 
 const prog = 'bench-memory';
 
@@ -101,7 +101,7 @@ interface Row {
 }
 
 // Servers started and not yet stopped: stopped by PID if the run is interrupted.
-const running = new Set<RunningServer>();
+const running = new ServerSet();
 const abort = new AbortController();
 
 /** VmRSS and VmHWM of `pid` from /proc, kB. */
@@ -183,13 +183,7 @@ async function start(target: Target, loopFile: string): Promise<RunningServer> {
       throw new Error(`unknown target ${String(never)}`);
     }
   }
-  running.add(server);
-  return server;
-}
-
-async function stop(server: RunningServer): Promise<void> {
-  running.delete(server);
-  await server.stop();
+  return running.add(server);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -250,7 +244,7 @@ async function measure(target: Target): Promise<Measurement> {
       notes,
     };
   } finally {
-    if (server) await stop(server);
+    if (server) await running.stop(server);
     rmSync(tmp, { recursive: true, force: true });
   }
 }
@@ -433,7 +427,7 @@ async function main(): Promise<number> {
 
 async function stopAll(): Promise<void> {
   abort.abort();
-  await Promise.all([...running].map((s) => s.stop(2000)));
+  await running.stopAll(2000);
 }
 
 await runBench(prog, main, { stopAll, stopping: () => `${running.size} server(s)` });

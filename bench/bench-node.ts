@@ -22,6 +22,7 @@ import { cellText, commandLine, commitInfo, fixed, machineInfo, machineText, mar
 import {
   cliPath,
   repoRoot,
+  ServerSet,
   startFloorHttp,
   startFloorMemcached,
   startMemcached,
@@ -107,7 +108,7 @@ interface Cell {
 }
 
 // Servers started and not yet stopped: stopped by PID if the run is interrupted.
-const running = new Set<RunningServer>();
+const running = new ServerSet();
 
 async function start(target: Target): Promise<RunningServer> {
   let server: RunningServer;
@@ -132,13 +133,7 @@ async function start(target: Target): Promise<RunningServer> {
       throw new Error(`unknown target ${String(never)}`);
     }
   }
-  running.add(server);
-  return server;
-}
-
-async function stop(server: RunningServer): Promise<void> {
-  running.delete(server);
-  await server.stop();
+  return running.add(server);
 }
 
 async function measure(target: Target, generator: Generator, server: RunningServer): Promise<Measurement> {
@@ -229,7 +224,7 @@ async function runCell(cell: Cell, round: number): Promise<void> {
     cell.runs.push({ round, error });
     console.error(`${label} ERROR ${error}`);
   } finally {
-    if (server) await stop(server);
+    if (server) await running.stop(server);
   }
 }
 
@@ -343,7 +338,7 @@ async function main(): Promise<number> {
 }
 
 async function stopAll(): Promise<void> {
-  await Promise.all([...running].map((s) => s.stop(2000)));
+  await running.stopAll(2000);
 }
 
 await runBench('bench-node', main, { stopAll, stopping: () => `${running.size} server(s)` });

@@ -33,7 +33,7 @@ import { cpuSample, cpuShare, type CpuSample } from './lib/cpu-share.js';
 import { loopProbeEnv, type LoopSample } from './lib/loop-probe.js';
 import { defaultOpenLoopSettings, runOpenLoopInChild, type OpenLoopReport, type OpenLoopSettings } from './lib/openloop.js';
 import { cellText, cliBuilt, commandLine, commitInfo, fixed, machineInfo, machineText, markdownTable, publishResults, resultsBase, resultsTitle } from './lib/report.js';
-import { repoRoot, startMemcached, startRingkv, type RunningServer } from './lib/servers.js';
+import { repoRoot, ServerSet, startMemcached, startRingkv, type RunningServer } from './lib/servers.js';
 import { linePlot } from './lib/svg-plot.js';
 
 type Target = 'ringkv' | 'memcached';
@@ -156,7 +156,7 @@ const settings = {
 
 // ---- processes started here, stopped by PID on every exit path ---------------------------
 
-const running = new Set<RunningServer>();
+const running = new ServerSet();
 const aborter = new AbortController();
 let probe: StatsProbe | undefined;
 let probeDir: string | undefined;
@@ -164,8 +164,7 @@ let probeDir: string | undefined;
 async function stopAll(): Promise<void> {
   aborter.abort();
   probe?.stop();
-  await Promise.all([...running].map((s) => s.stop(limits.stopGraceMs)));
-  running.clear();
+  await running.stopAll(limits.stopGraceMs);
   if (probeDir) rmSync(probeDir, { recursive: true, force: true });
 }
 
@@ -830,7 +829,7 @@ await runBench('bench-overload', main, {
   stopAll,
   stopping: () => `the generator and ${running.size} server(s)`,
   errorDetail: () => {
-    const tails = [...running].map((s) => `${s.name}: ${s.stderr().trim().slice(-300)}`).filter((t) => !t.endsWith(': ')).join(' | ');
+    const tails = running.tails();
     return tails ? `\nstderr: ${tails}` : '';
   },
 });

@@ -287,3 +287,38 @@ export async function startMaster(opts: MasterOptions = {}): Promise<RunningServ
   proc.stdout!.resume();
   return makeHandle('ringkv-master', proc, ready.port, ready.httpPort, dataDir, removeData, stderr);
 }
+
+/**
+ * The servers a bench has started and not stopped yet, so that every exit path (the end,
+ * an error, Ctrl-C) stops them by PID.
+ */
+export class ServerSet {
+  private readonly servers = new Set<RunningServer>();
+
+  get size(): number {
+    return this.servers.size;
+  }
+
+  add(server: RunningServer): RunningServer {
+    this.servers.add(server);
+    return server;
+  }
+
+  async stop(server: RunningServer, graceMs?: number): Promise<void> {
+    this.servers.delete(server);
+    await server.stop(graceMs);
+  }
+
+  /** Stops every server still running; one that fails to stop does not keep the others running. */
+  async stopAll(graceMs?: number): Promise<void> {
+    await Promise.allSettled([...this.servers].map((s) => this.stop(s, graceMs)));
+  }
+
+  /** The last lines of each server's stderr, for an error message ('' when they said nothing). */
+  tails(chars = 300): string {
+    return [...this.servers]
+      .map((s) => `${s.name}: ${s.stderr().trim().slice(-chars)}`)
+      .filter((t) => !t.endsWith(': '))
+      .join(' | ');
+  }
+}
