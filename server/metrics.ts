@@ -20,6 +20,7 @@ import type http from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client';
 import type { Command } from './protocol/memcached/commands.js';
 import type { Reply } from './protocol/memcached/execute.js';
+import { MC_BUSY } from './overload.js';
 
 // ---- request counting ---------------------------------------------------------------
 
@@ -106,14 +107,12 @@ export function mcCommandIndex(cmd: Command): number {
   }
 }
 
-const MC_BUSY_TEXT = 'SERVER_ERROR busy\r\n';
-
 function textResult(s: string): ResultCode {
   if (s.length === 0) return OK; // noreply / quiet mode: nothing said, nothing wrong
   switch (s.charCodeAt(0)) {
     case 0x53: // S: STORED, STAT, SERVER_ERROR
       if (s.charCodeAt(1) !== 0x45) return OK;
-      return s === MC_BUSY_TEXT ? BUSY : ERROR;
+      return s === MC_BUSY ? BUSY : ERROR;
     case 0x43: // C: CLIENT_ERROR
       return ERROR;
     case 0x45: // E: END alone (get miss), EN (mg miss), EXISTS, EX; ERROR

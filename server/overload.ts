@@ -44,8 +44,6 @@ const STANDING_MS = 100;
 export class Admission {
   /** Client requests admitted and not answered yet. */
   inflight = 0;
-  /** Largest lag seen since the last `takeMaxLag` (ms), for stats and metrics. */
-  private maxLagSeen = 0;
   readonly counters: AdmissionCounters = { rejected_inflight: 0, rejected_lag: 0 };
   private nextDue = 0;
   /** When the current run of late ticks began (0: the last tick was on time). */
@@ -63,7 +61,6 @@ export class Admission {
     const tick = (): void => {
       const now = performance.now();
       const lag = now - this.nextDue;
-      if (lag > this.maxLagSeen) this.maxLagSeen = lag;
       if (lag <= this.opts.maxLagMs) {
         this.lateSince = 0;
         this.standing = false;
@@ -93,7 +90,7 @@ export class Admission {
       this.counters.rejected_inflight++;
       return false;
     }
-    if (this.standing && this.timer !== undefined && performance.now() - this.nextDue > o.maxLagMs) {
+    if (this.shedding()) {
       this.counters.rejected_lag++;
       return false;
     }
@@ -121,13 +118,6 @@ export class Admission {
   /** Requests refused so far, for any reason. */
   get rejected(): number {
     return this.counters.rejected_inflight + this.counters.rejected_lag;
-  }
-
-  /** The largest lag since the previous call (ms), then start over. */
-  takeMaxLag(): number {
-    const m = Math.max(this.maxLagSeen, this.lagMs());
-    this.maxLagSeen = 0;
-    return m;
   }
 
   /** Stop the lag timer; from then on lag is not measured and never refuses. */
