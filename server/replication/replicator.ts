@@ -24,6 +24,7 @@ import type { LocalKv } from '../kv/local-kv.js';
 import { IN_NEXT_RING, IN_RING, type WireMember } from '../master/core.js';
 import { decodeRecord, encodeRecord, type StoredRecord } from '../storage/record.js';
 import { assert } from '../util/assert.js';
+import { Coalescer } from './coalescer.js';
 import type { FailureDetector } from './failure-detector.js';
 import type { HintStore } from './hints.js';
 import { sameVersions } from './versions.js';
@@ -73,6 +74,8 @@ export interface ReplicatorOptions {
   fd: FailureDetector;
   /** Deadline of one replica call; a replica slower than this is treated as down. */
   replicaTimeoutMs: number;
+  /** A quorum read asks further replicas when the first are silent this long. Default replicaTimeoutMs / 5. */
+  hedgeMs?: number;
   /** Hints per replay batch. */
   hintBatch: number;
 }
@@ -97,11 +100,29 @@ interface RingCache {
   nextFingerprint: string;
 }
 
+/** One key of a quorum read: R-1 answers needed, asked of `candidates` in order. */
+interface KeyRead {
+  key: string;
+  /** Answers still needed. */
+  need: number;
+  /** Reachable replicas other than this node, in preference-list order. */
+  candidates: string[];
+  /** candidates[0 .. asked) were asked. */
+  asked: number;
+  /** Asked and not yet answered. */
+  outstanding: number;
+  /** Usable answers, for read repair once every one asked has answered. */
+  answers: Array<{ from: string; theirs: StoredRecord | undefined }>;
+}
+
 /** Members that take replica writes. */
 const TAKES_WRITES: ReadonlySet<string> = new Set(['up', 'joining', 'leaving']);
 
 /** Keys per rep.get: answers are not split by bytes, so few enough that 1 MiB items fit a frame. */
 const READ_KEYS_PER_CALL = 32;
+/** Items and record bytes per coalesced rep.put (a frame may hold 64 MiB). */
+const PUT_ITEMS_PER_CALL = 1000;
+const PUT_BYTES_PER_CALL = 4 * 1024 * 1024;
 
 
 export class Replicator {
@@ -121,6 +142,28 @@ export class Replicator {
   private current: Quorum = {};
   private readonly replaying = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
+  /** Replica writes of one turn, one rep.put per peer. */
+  private readonly puts = new Coalescer<WireItem, void>({
+    send: async (id, items) => {
+      const reply = await this.callPeer<{ ok?: unknown }>(id, 'rep.put', { items });
+      if (reply?.ok !== items.length) throw new Error(`rep.put: ${String(reply?.ok)} of ${items.length} items acknowledged`);
+      return items.map(() => undefined);
+    },
+    maxItems: PUT_ITEMS_PER_CALL,
+    maxBytes: PUT_BYTES_PER_CALL,
+    bytes: (it) => it.key.length + it.record.length,
+  });
+  /** Quorum-read fetches of one turn, one rep.get per peer; each key's answer still encoded. */
+  private readonly gets = new Coalescer<string, Uint8Array | null>({
+    send: async (id, keys) => {
+      const reply = await this.callPeer<{ records: Array<Uint8Array | null> }>(id, 'rep.get', { keys });
+      if (!Array.isArray(reply.records) || reply.records.length !== keys.length) throw new Error('rep.get: malformed reply');
+      return reply.records;
+    },
+    maxItems: READ_KEYS_PER_CALL,
+    maxBytes: Number.MAX_SAFE_INTEGER,
+    bytes: () => 0,
+  });
 
   constructor(private readonly o: ReplicatorOptions) {
     o.fd.onUp((id) => void this.replay(id));
@@ -327,89 +370,101 @@ export class Replicator {
    * Brings the local records of `keys` up to date with R-1 other replicas each (read
    * repair included). Undefined when there is nothing to ask (R = 1). Rejects with
    * QuorumError when fewer than R replicas of some key answer.
+   *
+   * Asks only the R-1 replicas it needs, the first reachable ones in preference-list
+   * order (Cassandra's way rather than Dynamo's ask-all: half the replica reads at N=3,
+   * R=2). A replica that fails is replaced by the next one at once; one that is silent
+   * for hedgeMs is backed by the next (a speculative retry, so a hung replica costs
+   * hedgeMs, not the replica deadline). Replicas that were not asked are brought up to
+   * date by anti-entropy, and by read repair of a later read at a higher R.
    */
   quorumRead(keys: readonly string[], q: Quorum = {}): Promise<void> | undefined {
     const s = this.o.settings();
     if (!s) return undefined;
     const r = q.r ?? s.r;
     if (r <= 1) return undefined;
-    const need = new Map<string, number>();
-    const remaining = new Map<string, number>();
-    const byNode = new Map<string, string[]>();
+    const reads: KeyRead[] = [];
+    const seen = new Set<string>();
     for (const key of keys) {
-      if (need.has(key)) continue;
+      if (seen.has(key)) continue;
+      seen.add(key);
       const list = this.preferenceList(keyPosition(key));
       // R counts replicas, not live members: a list shortened by dead nodes does not shrink it.
       const k = Math.min(r, s.n) - (list.includes(this.o.selfId) ? 1 : 0);
       if (k <= 0) continue;
-      const ask = list.filter((id) => id !== this.o.selfId && this.reachable(id));
-      if (ask.length < k) {
+      const candidates = list.filter((id) => id !== this.o.selfId && this.reachable(id));
+      if (candidates.length < k) {
         this.counters.quorum_failures++;
-        return Promise.reject(new QuorumError(`${ask.length + 1} of ${r} replicas reachable`));
+        return Promise.reject(new QuorumError(`${candidates.length + 1} of ${r} replicas reachable`));
       }
-      need.set(key, k);
-      remaining.set(key, ask.length);
-      for (const id of ask) {
-        const l = byNode.get(id);
-        if (l) l.push(key);
-        else byNode.set(id, [key]);
-      }
+      reads.push({ key, need: k, candidates, asked: 0, outstanding: 0, answers: [] });
     }
-    if (need.size === 0) return undefined;
+    if (reads.length === 0) return undefined;
     return new Promise<void>((resolve, reject) => {
-      let unsatisfied = need.size;
+      let unsatisfied = reads.length;
       let done = false;
-      const heard = (key: string, ok: boolean) => {
-        const left = remaining.get(key)! - 1;
-        remaining.set(key, left);
-        const k = need.get(key)!;
-        if (ok && k > 0) {
-          need.set(key, k - 1);
-          if (k === 1 && --unsatisfied === 0 && !done) {
-            done = true;
-            resolve();
+      let hedge: NodeJS.Timeout | undefined;
+      const finish = (e?: Error) => {
+        if (done) return;
+        done = true;
+        if (hedge) clearTimeout(hedge);
+        if (e) reject(e);
+        else resolve();
+      };
+      const ask = (kr: KeyRead): void => {
+        const id = kr.candidates[kr.asked++]!;
+        kr.outstanding++;
+        this.gets.add(id, kr.key).then(
+          (bytes) => {
+            let theirs: StoredRecord | undefined;
+            let ok = true;
+            try {
+              theirs = bytes ? decodeRecord(bytes) : undefined;
+              this.absorb(kr.key, theirs);
+            } catch {
+              ok = false; // a record we cannot decode or merge (corrupt clock): that replica did not answer usefully
+            }
+            if (ok) kr.answers.push({ from: id, theirs });
+            heard(kr, ok);
+          },
+          () => heard(kr, false),
+        );
+      };
+      const heard = (kr: KeyRead, ok: boolean): void => {
+        kr.outstanding--;
+        if (ok && kr.need > 0) {
+          if (--kr.need === 0 && --unsatisfied === 0) finish();
+        } else if (!ok && kr.need > 0) {
+          // A failed replica is replaced at once while there is one to ask.
+          if (kr.asked < kr.candidates.length) ask(kr);
+          else if (kr.need > kr.outstanding) {
+            this.counters.quorum_failures++;
+            finish(new QuorumError('too few replicas of a key answered'));
           }
-        } else if (!ok && k > left && !done) {
-          done = true;
-          this.counters.quorum_failures++;
-          reject(new QuorumError(`too few replicas of a key answered`));
+        }
+        // Read repair waits for every answer asked for, so each replica is compared with
+        // the final merge, whatever order the answers came in.
+        if (kr.outstanding === 0) {
+          for (const a of kr.answers) this.repair(a.from, kr.key, a.theirs);
+          kr.answers = [];
         }
       };
-      const chunks: Array<[string, string[]]> = [];
-      for (const [id, ks] of byNode) for (let i = 0; i < ks.length; i += READ_KEYS_PER_CALL) chunks.push([id, ks.slice(i, i + READ_KEYS_PER_CALL)]);
-      // Read repair waits for every answer of a key, so each replica is compared with the
-      // final merge, whatever order the answers came in.
-      const answers = new Map<string, Array<{ from: string; theirs: StoredRecord | undefined }>>();
-      const settled = (key: string) => {
-        if (remaining.get(key) !== 0) return;
-        for (const a of answers.get(key) ?? []) this.repair(a.from, key, a.theirs);
-        answers.delete(key);
-      };
-      for (const [id, ks] of chunks) {
-        this.fetch(id, ks).then(
-          (records) => {
-            ks.forEach((key, i) => {
-              let ok = true;
-              try {
-                this.absorb(key, records[i]);
-                const list = answers.get(key);
-                if (list) list.push({ from: id, theirs: records[i] });
-                else answers.set(key, [{ from: id, theirs: records[i] }]);
-              } catch {
-                ok = false; // a record we cannot merge (corrupt clock): that replica did not answer usefully
-              }
-              heard(key, ok);
-              settled(key);
-            });
-          },
-          () =>
-            ks.forEach((key) => {
-              heard(key, false);
-              settled(key);
-            }),
-        );
-      }
+      for (const kr of reads) for (let i = 0; i < kr.need; i++) ask(kr);
+      hedge = setTimeout(() => {
+        hedge = undefined;
+        for (const kr of reads) {
+          // Speculative retry: one more replica for every key still short of R, beyond those asked.
+          const more = Math.min(kr.need, kr.candidates.length - kr.asked);
+          for (let i = 0; i < more; i++) ask(kr);
+        }
+      }, this.hedgeMs());
+      hedge.unref?.();
     });
+  }
+
+  /** How long a quorum read waits on silent replicas before asking the next ones. */
+  private hedgeMs(): number {
+    return this.o.hedgeMs ?? Math.max(1, Math.round(this.o.replicaTimeoutMs / 5));
   }
 
   /** A replica's answer for `key`: merged here at once, so the command that waits sees it. */
@@ -525,14 +580,18 @@ export class Replicator {
 
   // ---- calls ----------------------------------------------------------------------
 
+  /**
+   * Replica items to `id`. One plain item joins the turn's batch for `id`; hints (which a
+   * leaving node refuses as a whole call) and replayed batches go in a call of their own.
+   */
   private send(id: string, items: WireItem[]): Promise<unknown> {
+    if (items.length === 1 && items[0]!.hintFor === undefined) return this.puts.add(id, items[0]!);
     return this.callPeer(id, 'rep.put', { items });
   }
 
-  private async fetch(id: string, keys: string[]): Promise<Array<StoredRecord | undefined>> {
-    const reply = await this.callPeer<{ records: Array<Uint8Array | null> }>(id, 'rep.get', { keys });
-    if (!Array.isArray(reply.records) || reply.records.length !== keys.length) throw new Error('rep.get: malformed reply');
-    return reply.records.map((b) => (b ? decodeRecord(b) : undefined));
+  /** Batching achieved: replica items and fetches per call (stats). */
+  batching(): { putCalls: number; putItems: number; getCalls: number; getKeys: number } {
+    return { putCalls: this.puts.counters.calls, putItems: this.puts.counters.items, getCalls: this.gets.counters.calls, getKeys: this.gets.counters.items };
   }
 
   /** A call to a peer by id, feeding the failure detector. */

@@ -103,6 +103,7 @@ class Sim {
       hints,
       fd,
       replicaTimeoutMs: 1000,
+      hedgeMs: 20,
       hintBatch: 2,
     });
     kv.hooks = { replicate: (k, r, d) => rep.replicate(k, r, d) };
@@ -445,7 +446,7 @@ describe('sloppy quorum and hinted handoff', () => {
 });
 
 describe('quorum reads', () => {
-  it('with R=2 merges a newer version from a replica and read-repairs a stale one', async () => {
+  it('with R=2 asks only the next replica on the list: merges its newer version; a read at R=3 repairs the one not asked', async () => {
     const sim = await Sim.start(ids(3), { n: 3, r: 2, w: 3 });
     const key = 'rr';
     const [a, b, c] = sim.pl(key).map((id) => sim.node(id)) as [SimNode, SimNode, SimNode];
@@ -455,20 +456,60 @@ describe('quorum reads', () => {
     expect(valueOf(a.kv.raw(key))).toBe('old');
     expect(valueOf(c.kv.raw(key))).toBe('old');
 
-    // c answers only once released: the read is satisfied by b alone (R-1 = 1).
-    sim.setMode(c.id, 'hang');
+    const calls = sim.log.length;
     await a.rep.quorumRead([key]);
+    expect(sim.log.slice(calls).filter((l) => l.type === 'rep.get').map((l) => l.to)).toEqual([b.id]);
     expect(valueOf(a.kv.raw(key))).toBe('new');
     expect(sameVersions(a.kv.raw(key)!, newer)).toBe(true);
     expect(valueOf((await a.kv.get(key))!)).toBe('new');
+    await sim.settle();
     expect(a.rep.counters.read_repairs).toBe(0); // b already holds what a holds now
+    expect(valueOf(c.kv.raw(key))).toBe('old'); // not asked: anti-entropy's, or a wider read's
 
-    sim.setMode(c.id, 'up');
-    expect(sim.release(c.id, 'deliver')).toBe(1);
+    await a.rep.quorumRead([key], { r: 3 });
     await sim.settle();
     expect(a.rep.counters.read_repairs).toBe(1);
     expect(valueOf(c.kv.raw(key))).toBe('new');
     expect(sameVersions(c.kv.raw(key)!, newer)).toBe(true);
+  });
+
+  it('backs a silent replica with the next one after hedgeMs, and repairs it once it answers', async () => {
+    const sim = await Sim.start(ids(3), { n: 3, r: 2, w: 3 });
+    const key = 'hedge';
+    const [a, b, c] = sim.pl(key).map((id) => sim.node(id)) as [SimNode, SimNode, SimNode];
+    await set(a, key, 'old');
+    await sim.settle();
+    const newer = await setLocalOnly(c, key, 'new');
+    sim.setMode(b.id, 'hang');
+    const calls = sim.log.length;
+    await a.rep.quorumRead([key]);
+    expect(sim.log.slice(calls).filter((l) => l.type === 'rep.get').map((l) => l.to)).toEqual([b.id, c.id]);
+    expect(sameVersions(a.kv.raw(key)!, newer)).toBe(true);
+    expect(a.rep.counters.read_repairs).toBe(0); // b has not answered yet: nothing to compare
+
+    sim.setMode(b.id, 'up');
+    expect(sim.release(b.id, 'deliver')).toBe(1);
+    await sim.settle();
+    expect(a.rep.counters.read_repairs).toBe(1);
+    expect(sameVersions(b.kv.raw(key)!, newer)).toBe(true);
+  });
+
+  it('replaces a replica that fails by the next one, without waiting for the hedge', async () => {
+    const sim = await Sim.start(ids(3), { n: 3, r: 2, w: 3 });
+    const key = 'replace';
+    const [a, b, c] = sim.pl(key).map((id) => sim.node(id)) as [SimNode, SimNode, SimNode];
+    await set(a, key, 'old');
+    await sim.settle();
+    const newer = await setLocalOnly(c, key, 'new');
+    sim.setMode(b.id, 'UNAVAILABLE');
+    const calls = sim.log.length;
+    const read = a.rep.quorumRead([key])!;
+    // The refusal settles in a microtask; c is asked in the next batch, long before 20 ms.
+    await new Promise<void>((r) => setImmediate(r));
+    await new Promise<void>((r) => setImmediate(r));
+    expect(sim.log.slice(calls).filter((l) => l.type === 'rep.get').map((l) => l.to)).toEqual([b.id, c.id]);
+    await read;
+    expect(sameVersions(a.kv.raw(key)!, newer)).toBe(true);
   });
 
   it('repairs a replica that has nothing, and does nothing when R=1', async () => {
@@ -546,7 +587,7 @@ describe('quorums when the master has called members down', () => {
     await set(a, key, 'old');
     await sim.settle();
     await setLocalOnly(b, key, 'new');
-    // b (the newer one) answers last: c's stale answer arrives first and satisfies R.
+    // b (the newer one) is silent: after hedgeMs c is asked, and its stale answer satisfies R.
     sim.setMode(b.id, 'hang');
     await a.rep.quorumRead([key]);
     sim.setMode(b.id, 'up');
@@ -567,11 +608,8 @@ describe('concurrent versions', () => {
     const vb = await setLocalOnly(b, key, 'from-b');
     expect(compareClocks(va.version.clock, vb.version.clock)).toBe('concurrent');
 
-    // c answers last (released below), so a has merged b's version by then.
-    sim.setMode(c.id, 'hang');
-    await a.rep.quorumRead([key], { r: 2 });
-    sim.setMode(c.id, 'up');
-    sim.release(c.id, 'deliver');
+    // R=3: both others are asked, and each is repaired against the merge of every answer.
+    await a.rep.quorumRead([key], { r: 3 });
     await sim.settle();
     const merged = a.kv.raw(key)!;
     expect(merged.siblings).toHaveLength(1);
