@@ -1,19 +1,21 @@
 // bench:suite — runs bench-node, bench-cluster, bench-memory and bench-overload one after
 // another, each as a child process with a timeout, then gathers every goal of the results
-// each wrote into one table: bench/results/<date>-<commit>-suite[-quick].{json,md}.
+// each wrote into one table: bench/results/<date>-<commit>-suite[-quick].{json,md}. With
+// --readme it also puts that table (and the command that made it) between README.md's
+// `<!-- bench:table -->` and `<!-- /bench:table -->` lines.
 //
-//   node dist/bench/bench-suite.js [--quick] [--only node,memory] [--check] [--no-write]
+//   node dist/bench/bench-suite.js [--quick] [--only node,memory] [--check] [--no-write] [--readme]
 //
 // Exits 0 whatever the verdicts (they are printed) unless --check; exits 1 when a bench
 // failed, timed out or wrote no results. bench:check compares the quick suite with
 // bench/baseline.json.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { cellText, commandLine, commitInfo, fixed, machineInfo, machineText, markdownTable, publishResults, resultsBase, resultsTitle } from './lib/report.js';
 import { repoRoot } from './lib/servers.js';
-import { goalsOf, type SuiteGoal } from './lib/suite.js';
+import { goalsOf, goalsTable, readmeBlock, readmeMarkers, replaceMarkedBlock, type SuiteGoal } from './lib/suite.js';
 
 const prog = 'bench-suite';
 
@@ -34,12 +36,13 @@ const benches: BenchSpec[] = [
 
 const opts = new Command('bench-suite')
   .description('run bench-node, bench-cluster, bench-memory and bench-overload, then one table of every goal')
-  .option('--quick', 'pass --quick to every bench (about 3-4 minutes in all)', false)
+  .option('--quick', 'pass --quick to every bench (about 3 minutes in all)', false)
   .option('--only <list>', `comma-separated subset of: ${benches.map((b) => b.bench).join(', ')}`)
   .option('--check', 'exit 1 unless every goal passes (INFO goals aside)', false)
   .option('--no-write', 'do not write the suite results (the benches still write theirs: the suite reads them)')
+  .option('--readme', `rewrite the block between README.md's ${readmeMarkers.start} and ${readmeMarkers.end} with the goals table`, false)
   .parse()
-  .opts<{ quick: boolean; only?: string; check: boolean; write: boolean }>();
+  .opts<{ quick: boolean; only?: string; check: boolean; write: boolean; readme: boolean }>();
 
 const selected = opts.only ? opts.only.split(',').map((s) => s.trim()) : benches.map((b) => b.bench);
 for (const s of selected) {
@@ -227,11 +230,7 @@ async function main(): Promise<number> {
     runs.map((r) => [r.bench, `\`${r.command}\``, fixed(r.durationS, 0), r.error ? cellText(r.error, 80) : 'ok', r.commit ?? '–', link(r.results)]),
     [0, 1, 3, 4, 5],
   );
-  const goalTable = markdownTable(
-    ['bench', 'goal', 'ratio', 'limit', 'better', 'verdict', 'why'],
-    goals.map((g) => [g.bench, cellText(g.goal, 80), fixed(g.ratio, 3), fixed(g.limit, 2), g.direction, g.verdict, cellText(g.why ?? '', 120)]),
-    [0, 1, 4, 5, 6],
-  );
+  const goalTable = goalsTable(goals);
   const counts = new Map<string, number>();
   for (const g of goals) counts.set(g.verdict, (counts.get(g.verdict) ?? 0) + 1);
   const md = [
@@ -242,16 +241,17 @@ async function main(): Promise<number> {
     ...(commits.length > 1 ? [`**HEAD moved during the run**: the benches measured ${commits.join(', ')}.  `] : []),
     `Run time: ${fixed(totalS, 0)} s. Verdicts: ${[...counts].map(([v, n]) => `${n} ${v}`).join(', ')}.  `,
     `"ratio" is the figure the bench measured (memory's RSS bound is in MB, not a ratio); "limit" the goal's; ` +
-      `"better" which way is good; INFO rows (bench:cluster's x single ratios) have no goal but bench:check still watches them.`,
+      `"better" which way is good; INFO rows (bench:cluster's x single ratios, bench:node's HTTP PUT x floor-http) have no goal but bench:check still watches them.`,
     '',
     benchTable,
     '',
     goalTable,
     '',
   ].join('\n');
+  const base = resultsBase(startedAt, commit, 'suite', opts.quick);
   publishResults(prog, {
     write: opts.write,
-    base: resultsBase(startedAt, commit, 'suite', opts.quick),
+    base,
     md,
     header: { benchmark: 'bench:suite', startedAt, finishedAt, command, commit, machine, quick: opts.quick },
     body: () => ({ durationS: totalS, benches: runs, goals }),
@@ -259,6 +259,26 @@ async function main(): Promise<number> {
   console.error(`${prog}: durations: ${runs.map((r) => `${r.bench} ${fixed(r.durationS, 0)} s`).join(', ')}; total ${fixed(totalS, 0)} s`);
   for (const g of goals) console.error(`${prog}: ${g.verdict} ${g.bench}/${g.goal}: ${fixed(g.ratio, 3)}${g.limit !== undefined ? ` (limit ${fixed(g.limit, 2)})` : ''}`);
   if (stopping) return 130;
+  if (opts.readme) {
+    const readmePath = path.join(repoRoot, 'README.md');
+    const block = readmeBlock({
+      command,
+      date: startedAt.toISOString().slice(0, 10),
+      commit: `${commit.short}${commit.dirty ? '+dirty' : ''}`,
+      quick: opts.quick,
+      machine: `${machine.cpus} x ${machine.cpuModel}`,
+      durationS: totalS,
+      ...(opts.write ? { resultsLink: `bench/results/${base}.md` } : {}),
+      goals,
+    });
+    try {
+      writeFileSync(readmePath, replaceMarkedBlock(readFileSync(readmePath, 'utf8'), block));
+      console.error(`${prog}: rewrote the ${readmeMarkers.start} block of README.md`);
+    } catch (e) {
+      console.error(`${prog}: --readme: README.md not changed: ${(e as Error).message}`);
+      return 1;
+    }
+  }
   if (runs.some((r) => r.error)) return 1;
   if (opts.check && goals.some((g) => g.verdict !== 'PASS' && g.verdict !== 'INFO')) return 1;
   return 0;

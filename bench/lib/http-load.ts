@@ -1,4 +1,5 @@
-// HTTP load with autocannon's library API: `GET /kv/:key` on one preloaded key, an unrecorded
+// HTTP load with autocannon's library API: `GET /kv/:key` on one preloaded key (or, with
+// `method: 'PUT'`, `PUT /kv/:key` of a `valueSize`-byte body to that key), an unrecorded
 // warm-up run, then the measured run. autocannon's own latency histogram has 1 ms
 // resolution (it records integer milliseconds), too coarse for sub-millisecond loopback
 // replies, so latencies are also taken from its per-response event into our log-linear
@@ -17,6 +18,8 @@ export interface HttpLoadSettings {
   pipelining: number;
   warmupS: number;
   durationS: number;
+  /** GET (default) reads the preloaded key; PUT writes a valueSize-byte body to it. */
+  method?: 'GET' | 'PUT';
 }
 
 export interface HttpLoadReport {
@@ -50,7 +53,14 @@ export async function putKey(host: string, port: number, key: string, value: Buf
 export async function runHttpLoad(s: HttpLoadSettings): Promise<HttpLoadReport> {
   const url = `http://${s.host}:${s.port}/kv/${encodeURIComponent(s.key)}`;
   await putKey(s.host, s.port, s.key, Buffer.alloc(s.valueSize, 'v'));
-  const common = { url, connections: s.conns, pipelining: s.pipelining, timeout: 10 };
+  const method = s.method ?? 'GET';
+  const common = {
+    url,
+    connections: s.conns,
+    pipelining: s.pipelining,
+    timeout: 10,
+    ...(method === 'PUT' ? { method, body: Buffer.alloc(s.valueSize, 'w'), headers: { 'content-type': 'application/octet-stream' } } : {}),
+  };
   if (s.warmupS > 0) await autocannon({ ...common, duration: s.warmupS });
   const hist = new Histogram();
   const instance = autocannon({ ...common, duration: s.durationS });

@@ -1,7 +1,9 @@
 // The suite's view of the benches' results: every bench's goals (node, memory), verdicts
-// (overload) or ratios (cluster, which has no goals) as one list of SuiteGoal, and the
+// (overload) or ratios (cluster, which has no goals) as one list of SuiteGoal, the goals
+// table (the suite's markdown and the README's `<!-- bench:table -->` block), and the
 // comparison of a suite's ratios with a committed baseline (bench:check). Pure functions:
 // no files, no processes, so test/bench/bench-check.test.ts can drive them directly.
+import { cellText, fixed, markdownTable } from './report.js';
 
 /** Which way is good: "higher" for throughput shares, "lower" for bytes/item or p99 multiples. */
 export type Direction = 'higher' | 'lower';
@@ -151,4 +153,69 @@ export function baselineFrom(goals: SuiteGoal[]): Baseline {
   const out: Baseline = {};
   for (const g of [...goals].sort((a, b) => goalKey(a).localeCompare(goalKey(b)))) if (g.ratio !== undefined) out[goalKey(g)] = g.ratio;
   return out;
+}
+
+// ---- the goals table and the README block ----------------------------------------------------
+
+/** One row per goal: bench, goal, ratio, limit, which way is better, verdict, why. */
+export function goalsTable(goals: SuiteGoal[], whyCharsMax = 120): string {
+  return markdownTable(
+    ['bench', 'goal', 'ratio', 'limit', 'better', 'verdict', 'why'],
+    goals.map((g) => [g.bench, cellText(g.goal, 80), fixed(g.ratio, 3), fixed(g.limit, 2), g.direction, g.verdict, cellText(g.why ?? '', whyCharsMax)]),
+    [0, 1, 4, 5, 6],
+  );
+}
+
+/** The README's block that `bench-suite --readme` rewrites lies between these two lines. */
+export const readmeMarkers = { start: '<!-- bench:table -->', end: '<!-- /bench:table -->' } as const;
+
+function occurrences(text: string, needle: string): number {
+  let n = 0;
+  for (let at = text.indexOf(needle); at >= 0; at = text.indexOf(needle, at + needle.length)) n++;
+  return n;
+}
+
+/**
+ * `text` with what lies between the start and end markers replaced by `body` (the markers
+ * stay, each on its own line; everything outside them is kept byte for byte). Throws unless
+ * each marker occurs exactly once, the start before the end.
+ */
+export function replaceMarkedBlock(text: string, body: string, markers: { start: string; end: string } = readmeMarkers): string {
+  const starts = occurrences(text, markers.start);
+  const ends = occurrences(text, markers.end);
+  if (starts !== 1 || ends !== 1) {
+    throw new Error(`expected one "${markers.start}" and one "${markers.end}", found ${starts} and ${ends}`);
+  }
+  const s = text.indexOf(markers.start);
+  const e = text.indexOf(markers.end);
+  if (e < s) throw new Error(`"${markers.end}" comes before "${markers.start}"`);
+  return `${text.slice(0, s + markers.start.length)}\n${body.trim()}\n${text.slice(e)}`;
+}
+
+export interface ReadmeBlockInput {
+  /** The suite's command line, as run. */
+  command: string;
+  /** YYYY-MM-DD */
+  date: string;
+  /** Short commit, "+dirty" when the tree had uncommitted changes. */
+  commit: string;
+  quick: boolean;
+  machine: string;
+  durationS: number;
+  /** The suite's markdown, relative to the README (absent when the suite wrote no files). */
+  resultsLink?: string;
+  goals: SuiteGoal[];
+}
+
+/** What `bench-suite --readme` puts between the README's markers: how it was made, then the goals table. */
+export function readmeBlock(o: ReadmeBlockInput): string {
+  const counts = new Map<string, number>();
+  for (const g of o.goals) counts.set(g.verdict, (counts.get(g.verdict) ?? 0) + 1);
+  return [
+    `Latest ${o.quick ? 'quick ' : ''}suite: \`${o.command}\`, ${o.date}, commit ${o.commit}, ${o.machine}; ` +
+      `${fixed(o.durationS, 0)} s; ${[...counts].map(([v, n]) => `${n} ${v}`).join(', ')}` +
+      `${o.resultsLink ? ` ([results](${o.resultsLink}))` : ''}.`,
+    '',
+    goalsTable(o.goals, 80),
+  ].join('\n');
 }

@@ -1,7 +1,14 @@
-// A line chart as a standalone SVG string, by hand (no dependency): one or more panels
-// stacked vertically that share the x axis, each with its own y axis, one polyline per
-// series, and vertical event markers drawn across every panel and labelled above the top
-// one (one label row per marker, so close events never overlap).
+// Charts as standalone SVG strings, by hand (no dependency).
+//
+// linePlot: one or more panels stacked vertically that share the x axis, each with its own
+// y axis, one polyline per series, and vertical event markers drawn across every panel and
+// labelled above the top one (one label row per marker, so close events never overlap).
+//
+// barChart: grouped bars, one group per category (a workload, say) and one bar per series
+// (a target) in each group, in one or more panels stacked vertically that share the
+// categories, each with its own y axis (linear from 0, or logarithmic from a whole decade
+// for figures spanning several, like latencies); every bar carries its value as text, so
+// small bars beside large ones still read.
 export interface PlotSeries {
   name: string;
   /** [x, y] points, in x order; points with a non-finite coordinate are dropped. */
@@ -127,6 +134,159 @@ export function linePlot(o: PlotOptions): string {
     out.push(`<text x="${(Number(x) + dx).toFixed(1)}" y="${ly + 6}" text-anchor="${anchor}" fill="${markerColor}">${escapeXml(m.label)}</text>`);
   });
   out.push(`<text x="${left + plotW / 2}" y="${height - 14}" text-anchor="middle">${escapeXml(o.xLabel)}</text>`);
+  out.push(`</svg>`);
+  return out.join('\n') + '\n';
+}
+
+export interface BarSeries {
+  name: string;
+  color?: string;
+}
+
+export interface BarPanel {
+  yLabel: string;
+  /** values[s][c]: series s in category c; undefined or non-finite draws no bar (the slot stays empty). */
+  values: Array<Array<number | undefined>>;
+  /** The text above a bar; default: 3-4 significant digits, thousands as "k". */
+  label?: (v: number) => string;
+  /** Horizontal reference lines across the panel (1.0 on a ratio panel, say), labelled right of it. */
+  refLines?: Array<{ y: number; label: string }>;
+  /** 'log': the axis starts at a whole decade below the positive values; values <= 0 draw no bar. Default 'linear' from 0. */
+  scale?: 'linear' | 'log';
+}
+
+export interface BarChartOptions {
+  title: string;
+  /** A line of smaller text under the title. */
+  subtitle?: string;
+  /** Group names along the x axis; "\n" breaks a name into lines. */
+  categories: string[];
+  series: BarSeries[];
+  panels: BarPanel[];
+  width?: number;
+  panelHeight?: number;
+}
+
+/** Bars in a group take this share of the group's width; the rest separates groups. */
+const groupFill = 0.8;
+
+interface BarAxis {
+  /** Where y sits on the axis: 0 at the bottom, 1 at the top (clamped). */
+  frac: (y: number) => number;
+  ticks: number[];
+}
+
+/** Value text above a bar needs this share of the panel's height. */
+const labelHeadroom = 0.2;
+
+/** From 0 to a round value with headroom above the highest. */
+function linearAxis(values: number[]): BarAxis {
+  const hi = (Math.max(0, ...values) || 1) / (1 - labelHeadroom);
+  const step = niceStep(0, hi, 5);
+  const yMax = Math.ceil(hi / step - 1e-9) * step;
+  return { frac: (y) => Math.min(1, Math.max(0, y / yMax)), ticks: niceTicks(0, yMax, 5) };
+}
+
+/** From a whole decade below the lowest value to above the highest (with headroom); ticks at 1, 2 and 5 of each decade. */
+function logAxis(values: number[]): BarAxis {
+  const positive = values.filter((v) => v > 0);
+  // A tenth of a decade below the lowest, so its bar never has zero height.
+  const lo = positive.length ? Math.floor(Math.log10(Math.min(...positive)) - 0.1) : 0;
+  let hi = positive.length ? Math.log10(Math.max(...positive)) : 1;
+  hi = Math.max(hi, lo + 1);
+  hi += ((hi - lo) * labelHeadroom) / (1 - labelHeadroom);
+  const ticks: number[] = [];
+  for (let d = lo; d <= hi; d++) for (const m of [1, 2, 5]) if (d + Math.log10(m) <= hi + 1e-9) ticks.push(Number((m * 10 ** d).toPrecision(12)));
+  return { frac: (y) => Math.min(1, Math.max(0, (Math.log10(y) - lo) / (hi - lo))), ticks };
+}
+
+/** A grouped bar chart: see the file comment. */
+export function barChart(o: BarChartOptions): string {
+  const width = o.width ?? 1000;
+  const panelH = o.panelHeight ?? 200;
+  const left = 70;
+  const refLabelChars = Math.max(0, ...o.panels.flatMap((p) => (p.refLines ?? []).map((r) => r.label.length)));
+  const right = 20 + (refLabelChars > 0 ? 6 + 6 * refLabelChars : 0);
+  const titleH = 28 + (o.subtitle ? 16 : 0);
+  const legendY = titleH + 12;
+  const top = legendY + 22;
+  const catLines = Math.max(1, ...o.categories.map((c) => c.split('\n').length));
+  const catH = 8 + 13 * catLines;
+  const gap = catH + 18;
+  const height = top + o.panels.length * panelH + (o.panels.length - 1) * gap + catH + 10;
+  const plotW = width - left - right;
+  const nCat = Math.max(1, o.categories.length);
+  const groupW = plotW / nCat;
+  const nSer = Math.max(1, o.series.length);
+  const barW = (groupW * groupFill) / nSer;
+  const colorOf = (si: number) => o.series[si]?.color ?? palette[si % palette.length]!;
+
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
+  out.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="white"/>`);
+  out.push(`<text x="${width / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${escapeXml(o.title)}</text>`);
+  if (o.subtitle) out.push(`<text x="${width / 2}" y="40" text-anchor="middle" font-size="11" fill="#444">${escapeXml(o.subtitle)}</text>`);
+
+  // Legend: a swatch and the name per series, in one row from the left.
+  let lx = left;
+  o.series.forEach((s, si) => {
+    out.push(`<rect class="swatch" x="${lx}" y="${legendY}" width="12" height="12" fill="${colorOf(si)}"/>`);
+    out.push(`<text x="${lx + 16}" y="${legendY + 10}">${escapeXml(s.name)}</text>`);
+    lx += 16 + 7 * s.name.length + 18;
+  });
+
+  o.panels.forEach((panel, pi) => {
+    const y0 = top + pi * (panelH + gap);
+    const label = panel.label ?? fmt;
+    const log = panel.scale === 'log';
+    const drawable = (v: number | undefined): v is number => v !== undefined && Number.isFinite(v) && (!log || v > 0);
+    const values = panel.values.flatMap((row) => row.filter(drawable));
+    const refs = (panel.refLines ?? []).filter((r) => drawable(r.y));
+    const axis = log ? logAxis([...values, ...refs.map((r) => r.y)]) : linearAxis([...values, ...refs.map((r) => r.y)]);
+    const sy = (y: number) => y0 + panelH - axis.frac(y) * panelH;
+    out.push(`<g class="panel">`);
+    out.push(`<rect x="${left}" y="${y0}" width="${plotW}" height="${panelH}" fill="none" stroke="#999"/>`);
+    for (const t of axis.ticks) {
+      const y = sy(t).toFixed(1);
+      out.push(`<line x1="${left}" y1="${y}" x2="${left + plotW}" y2="${y}" stroke="#eee"/>`);
+      out.push(`<text x="${left - 6}" y="${y}" text-anchor="end" dominant-baseline="middle">${fmt(t)}</text>`);
+    }
+    const cy = y0 + panelH / 2;
+    out.push(`<text x="16" y="${cy}" text-anchor="middle" transform="rotate(-90 16 ${cy})">${escapeXml(panel.yLabel)}</text>`);
+    for (let ci = 1; ci < nCat; ci++) {
+      const x = (left + ci * groupW).toFixed(1);
+      out.push(`<line x1="${x}" y1="${y0}" x2="${x}" y2="${y0 + panelH}" stroke="#f3f3f3"/>`);
+    }
+    o.series.forEach((s, si) => {
+      const row = panel.values[si] ?? [];
+      o.categories.forEach((cat, ci) => {
+        const v = row[ci];
+        if (!drawable(v)) return;
+        const x = left + ci * groupW + (groupW * (1 - groupFill)) / 2 + si * barW;
+        const y = sy(v);
+        const h = y0 + panelH - y;
+        const tip = `${s.name}, ${cat.replace(/\n/g, ' ')}: ${label(v)}`;
+        out.push(
+          `<rect class="bar" x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${Math.max(1, barW - 1).toFixed(1)}" height="${h.toFixed(1)}" fill="${colorOf(si)}"><title>${escapeXml(tip)}</title></rect>`,
+        );
+        const tx = (x + barW / 2 + 3).toFixed(1);
+        const ty = (y - 3).toFixed(1);
+        out.push(`<text class="value" x="${tx}" y="${ty}" font-size="9" transform="rotate(-90 ${tx} ${ty})">${escapeXml(label(v))}</text>`);
+      });
+    });
+    for (const r of refs) {
+      const y = sy(r.y).toFixed(1);
+      out.push(`<line class="ref" x1="${left}" y1="${y}" x2="${left + plotW}" y2="${y}" stroke="${markerColor}" stroke-dasharray="4 3"/>`);
+      out.push(`<text x="${left + plotW + 4}" y="${y}" dominant-baseline="middle" font-size="10" fill="${markerColor}">${escapeXml(r.label)}</text>`);
+    }
+    o.categories.forEach((cat, ci) => {
+      const x = (left + (ci + 0.5) * groupW).toFixed(1);
+      const lines = cat.split('\n');
+      const spans = lines.map((line, li) => `<tspan x="${x}" dy="${li === 0 ? 0 : 13}">${escapeXml(line)}</tspan>`).join('');
+      out.push(`<text class="category" x="${x}" y="${y0 + panelH + 16}" text-anchor="middle" font-size="11">${spans}</text>`);
+    });
+    out.push(`</g>`);
+  });
   out.push(`</svg>`);
   return out.join('\n') + '\n';
 }

@@ -1,7 +1,9 @@
-// bench/lib/svg-plot: the chart is one <svg> element, one polyline per series with every
-// finite point, and every event label, escaped.
+// bench/lib/svg-plot: the line chart is one <svg> element, one polyline per series with
+// every finite point, and every event label, escaped; the bar chart one bar per finite
+// value, its height proportional to the value (on a log axis: to its logarithm), inside
+// its category's group, in series order.
 import { describe, expect, it } from 'vitest';
-import { linePlot, niceTicks } from '../../bench/lib/svg-plot.js';
+import { barChart, linePlot, niceTicks } from '../../bench/lib/svg-plot.js';
 
 /** Opening and closing tags balance (self-closing ones aside), in order. */
 function tagsBalance(svg: string): boolean {
@@ -82,5 +84,127 @@ describe('linePlot', () => {
   it('picks round ticks', () => {
     expect(niceTicks(0, 20, 10)).toEqual([0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20]);
     expect(niceTicks(0, 4300, 5)).toEqual([0, 1000, 2000, 3000, 4000]);
+  });
+});
+
+interface Bar {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  fill: string;
+  title: string;
+}
+
+function bars(svg: string): Bar[] {
+  const re = /<rect class="bar" x="([^"]+)" y="([^"]+)" width="([^"]+)" height="([^"]+)" fill="([^"]+)"><title>([^<]*)<\/title><\/rect>/g;
+  return [...svg.matchAll(re)].map((m) => ({ x: Number(m[1]), y: Number(m[2]), width: Number(m[3]), height: Number(m[4]), fill: m[5]!, title: m[6]! }));
+}
+
+describe('barChart', () => {
+  const categories = ['primary', 'depth 16', '100 KiB\nvalues', 'HTTP & GET'];
+  const series = [{ name: 'memcached' }, { name: 'Node <floor>' }, { name: 'ringkv-memory', color: '#123456' }];
+  const opsPerS = [
+    [100_000, 300_000, 10_000, undefined],
+    [90_000, 250_000, 9_000, 60_000],
+    [80_000, Number.NaN, 8_000, 50_000],
+  ];
+  const svg = barChart({
+    title: 'bench:node abc1234',
+    subtitle: 'best of 2 rounds',
+    categories,
+    series,
+    panels: [
+      { yLabel: 'ops/s', values: opsPerS },
+      { yLabel: 'x floor', values: [[1.1, 1.2, 1.1, undefined], [1, 1, 1, 1], [0.9, undefined, 0.85, 0.8]], label: (v) => v.toFixed(2), refLines: [{ y: 1, label: 'floor = 1' }] },
+    ],
+  });
+  const all = bars(svg);
+  const panel1 = all.filter((b) => !/: \d\.\d\d$/.test(b.title));
+  const panel2 = all.filter((b) => /: \d\.\d\d$/.test(b.title));
+
+  it('is one well-formed svg element', () => {
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
+    expect(tagsBalance(svg)).toBe(true);
+  });
+
+  it('draws one bar per finite value, none for undefined or NaN', () => {
+    expect(panel1).toHaveLength(10);
+    expect(panel2).toHaveLength(10);
+    expect(all).toHaveLength(20);
+    for (const b of all) expect([b.x, b.y, b.width, b.height].every((v) => Number.isFinite(v) && v >= 0)).toBe(true);
+  });
+
+  it('makes heights proportional to the values, on one scale per panel', () => {
+    const h = (title: string) => panel1.find((b) => b.title === title)!.height;
+    expect(h('memcached, depth 16: 300k') / h('memcached, primary: 100k')).toBeCloseTo(3, 2);
+    expect(h('Node &lt;floor&gt;, primary: 90k') / h('ringkv-memory, 100 KiB values: 8k')).toBeCloseTo(90 / 8, 1);
+    // The tallest bar leaves headroom for its value text.
+    expect(Math.max(...panel1.map((b) => b.height))).toBeLessThan(200);
+    const h2 = (title: string) => panel2.find((b) => b.title === title)!.height;
+    expect(h2('memcached, depth 16: 1.20') / h2('ringkv-memory, HTTP &amp; GET: 0.80')).toBeCloseTo(1.5, 2);
+  });
+
+  it('puts each bar inside its category group, series left to right, in the series colour', () => {
+    // The panel's frame: the plot area the groups divide equally.
+    const frame = /<g class="panel">\n<rect x="([^"]+)" y="[^"]+" width="([^"]+)"/.exec(svg)!;
+    const plotLeft = Number(frame[1]);
+    const groupW = Number(frame[2]) / categories.length;
+    expect(plotLeft).toBeGreaterThan(0);
+    expect(plotLeft + Number(frame[2])).toBeLessThanOrEqual(1000);
+    for (const b of panel1) {
+      const ci = categories.findIndex((c) => b.title.includes(`, ${c.replace('\n', ' ').replace('&', '&amp;')}:`));
+      expect(ci).toBeGreaterThanOrEqual(0);
+      expect(b.x).toBeGreaterThanOrEqual(plotLeft + ci * groupW);
+      expect(b.x + b.width).toBeLessThanOrEqual(plotLeft + (ci + 1) * groupW);
+    }
+    const primary = panel1.filter((b) => b.title.includes(', primary:'));
+    expect(primary.map((b) => b.title.split(',')[0])).toEqual(['memcached', 'Node &lt;floor&gt;', 'ringkv-memory']);
+    expect(primary.map((b) => b.x)).toEqual([...primary.map((b) => b.x)].sort((a, b) => a - b));
+    expect(primary[2]!.fill).toBe('#123456');
+    expect(primary[0]!.fill).not.toBe(primary[1]!.fill);
+  });
+
+  it('labels bars, legend, categories (multi-line), axes and reference lines, escaping text', () => {
+    for (const text of ['300k', '8k', '0.85', 'Node &lt;floor&gt;', 'HTTP &amp; GET', '>100 KiB<', '>values<', 'floor = 1', 'ops/s', 'x floor', 'best of 2 rounds', 'abc1234']) {
+      expect(svg).toContain(text);
+    }
+    expect(svg).not.toContain('Node <floor>');
+    expect(svg).not.toContain('HTTP & GET');
+    expect(svg.match(/<rect class="swatch"/g)).toHaveLength(3);
+    expect(svg.match(/<line class="ref"/g)).toHaveLength(1);
+  });
+});
+
+describe('barChart on a log axis', () => {
+  const p99 = [
+    [0.5, 5, 50],
+    [1, 10, 400],
+    [0, Number.NaN, 2],
+  ];
+  const svg = barChart({ title: 'p99', categories: ['a', 'b', 'c'], series: [{ name: 's0' }, { name: 's1' }, { name: 's2' }], panels: [{ yLabel: 'p99 ms', scale: 'log', values: p99 }] });
+  const bs = bars(svg);
+  const h = (title: string) => bs.find((b) => b.title === title)!.height;
+
+  it('draws no bar for values <= 0 or NaN, one for every positive value', () => {
+    expect(tagsBalance(svg)).toBe(true);
+    expect(bs).toHaveLength(7);
+    expect(bs.some((b) => b.title.startsWith('s2, a:'))).toBe(false);
+  });
+
+  it('gives each decade the same height, and every bar some height', () => {
+    const decade = h('s0, b: 5') - h('s0, a: 0.5');
+    expect(decade).toBeGreaterThan(10);
+    expect(h('s0, c: 50') - h('s0, b: 5')).toBeCloseTo(decade, 0);
+    expect(h('s1, b: 10') - h('s1, a: 1')).toBeCloseTo(decade, 0);
+    expect(h('s1, c: 400') - h('s2, c: 2')).toBeCloseTo(decade * Math.log10(200), 0);
+    expect(Math.min(...bs.map((b) => b.height))).toBeGreaterThan(0);
+    expect(Math.max(...bs.map((b) => b.height))).toBeLessThan(200);
+  });
+
+  it('ticks whole decades with 1-2-5 steps', () => {
+    const ticks = [...svg.matchAll(/dominant-baseline="middle">([^<]+)<\/text>/g)].map((m) => m[1]);
+    expect(ticks).toEqual(expect.arrayContaining(['0.1', '0.2', '0.5', '1', '2', '5', '10', '100', '1k']));
   });
 });
