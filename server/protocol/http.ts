@@ -84,9 +84,14 @@ function sendError(res: http.ServerResponse, e: HttpError, headers: http.Outgoin
   sendJson(res, e.status, { error: e.code, message: e.message }, headers);
 }
 
+/** 1 to 250 printable ASCII characters, no space and no '%': a key as it stands. */
+const PLAIN_KEY = /^[\x21-\x24\x26-\x7e]{1,250}$/;
+
 /** The key of /kv/<key>: percent-decoded to UTF-8 bytes, held as a latin1 string like every key. */
 function parseKey(rawPath: string): string {
   const encoded = rawPath.slice('/kv/'.length);
+  // Printable ASCII without escapes: the path is the key (UTF-8 and latin1 agree on ASCII).
+  if (PLAIN_KEY.test(encoded)) return encoded;
   let decoded: string;
   try {
     decoded = decodeURIComponent(encoded);
@@ -146,6 +151,20 @@ function rawError(socket: Duplex, status: number, code: string, message: string)
   );
 }
 
+/** The query of a URL that has none (read only). */
+const NO_PARAMS = new URLSearchParams();
+
+/** What the store or the cluster threw, as the HTTP error a client gets. */
+function httpErrorOf(e: unknown): unknown {
+  const err = e as { code?: unknown; detail?: unknown; message?: unknown };
+  if (err.code === 'UNAVAILABLE') {
+    return new HttpError(503, 'unavailable', typeof err.detail === 'string' ? `too few replicas answered: ${err.detail}` : 'no owner answers for this key right now');
+  }
+  if (err.code === 'BAD_REQUEST') return new HttpError(400, 'bad_request', String(err.message));
+  if (err.code === 'OVERLOADED') return busyError();
+  return e;
+}
+
 /** The node refused the request in overload (503 with Retry-After): nothing was done. */
 function busyError(): HttpError {
   return new HttpError(503, 'busy', 'the node is overloaded; nothing was done, retry later');
@@ -161,16 +180,27 @@ export class HttpServer {
     const requestTimeoutMs = opts.requestTimeoutMs ?? 60_000;
     // Node checks the request and header timeouts only this often (30 s by default).
     const connectionsCheckingInterval = Math.min(30_000, Math.max(50, requestTimeoutMs / 4 || 30_000));
+    const fail = (res: http.ServerResponse, e: unknown): void => {
+      const err = e instanceof HttpError ? e : new HttpError(500, 'internal', e instanceof Error ? e.message : String(e));
+      const headers: http.OutgoingHttpHeaders = err.status === 413 ? { connection: 'close' } : err.code === 'busy' ? { 'retry-after': BUSY_RETRY_AFTER_S } : {};
+      if (!res.headersSent) sendError(res, err, headers);
+      else res.destroy();
+    };
     this.server = http.createServer({ connectionsCheckingInterval }, (req, res) => {
       const metrics = this.ctx.metrics;
       const startMs = metrics === undefined ? 0 : performance.now();
-      const handled = this.handle(req, res).catch((e: unknown) => {
-        const err = e instanceof HttpError ? e : new HttpError(500, 'internal', e instanceof Error ? e.message : String(e));
-        const headers: http.OutgoingHttpHeaders = err.status === 413 ? { connection: 'close' } : err.code === 'busy' ? { 'retry-after': BUSY_RETRY_AFTER_S } : {};
-        if (!res.headersSent) sendError(res, err, headers);
-        else res.destroy();
-      });
-      if (metrics !== undefined) void handled.then(() => metrics.httpDone(req, res, startMs));
+      // A GET served from this node's store answers in this call, as the Node floor does:
+      // no promise, no microtask between the request and its response.
+      let handled: Maybe<void> = undefined;
+      try {
+        handled = this.handle(req, res);
+      } catch (e) {
+        fail(res, e);
+      }
+      if (handled instanceof Promise) {
+        const done = handled.catch((e: unknown) => fail(res, e));
+        if (metrics !== undefined) void done.then(() => metrics.httpDone(req, res, startMs));
+      } else if (metrics !== undefined) metrics.httpDone(req, res, startMs);
     });
     // Slow senders (a header a byte a second) and vanished peers are cut by Node's own
     // timers: the whole request within requestTimeout, the headers within the same.
@@ -191,12 +221,35 @@ export class HttpServer {
     });
   }
 
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): Maybe<void> {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
-    const params = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
+    const params = q === -1 ? NO_PARAMS : new URLSearchParams(url.slice(q + 1));
     const method = req.method ?? 'GET';
+    if (path.startsWith('/kv/')) {
+      const admission = this.ctx.admission;
+      if (admission === undefined) return this.kv(path, params, method, req, res);
+      if (!admission.admit()) {
+        // Refused before reading the body; the connection closes so an unread body cannot desync it.
+        return sendError(res, busyError(), { 'retry-after': BUSY_RETRY_AFTER_S, ...(method === 'PUT' ? { connection: 'close' } : {}) });
+      }
+      let out: Maybe<void>;
+      try {
+        out = this.kv(path, params, method, req, res);
+      } catch (e) {
+        admission.done();
+        throw e;
+      }
+      if (out instanceof Promise) return out.finally(() => admission.done());
+      admission.done();
+      return;
+    }
+    return this.other(req, res, path, method);
+  }
+
+  /** Every route but /kv/. */
+  private async other(req: http.IncomingMessage, res: http.ServerResponse, path: string, method: string): Promise<void> {
     if (path === '/debug/partition' && method === 'PUT' && this.ctx.partition) {
       const body = await readBody(req, 64 * 1024);
       let ids: unknown;
@@ -217,19 +270,6 @@ export class HttpServer {
       if (body === undefined) throw new HttpError(404, 'not_found', 'this node holds nothing for the key');
       return sendJson(res, 200, body);
     }
-    if (path.startsWith('/kv/')) {
-      const admission = this.ctx.admission;
-      if (admission === undefined) return this.kv(path, params, method, req, res);
-      if (!admission.admit()) {
-        // Refused before reading the body; the connection closes so an unread body cannot desync it.
-        return sendError(res, busyError(), { 'retry-after': BUSY_RETRY_AFTER_S, ...(method === 'PUT' ? { connection: 'close' } : {}) });
-      }
-      try {
-        return await this.kv(path, params, method, req, res);
-      } finally {
-        admission.done();
-      }
-    }
     if (path === '/metrics' && method === 'GET' && this.ctx.metrics) {
       const text = await this.ctx.metrics.render();
       res.writeHead(200, { 'content-type': this.ctx.metrics.contentType, 'content-length': Buffer.byteLength(text) });
@@ -241,7 +281,7 @@ export class HttpServer {
     sendError(res, new HttpError(404, 'not_found', `no route for ${method} ${path}`));
   }
 
-  private async kv(path: string, params: URLSearchParams, method: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  private kv(path: string, params: URLSearchParams, method: string, req: http.IncomingMessage, res: http.ServerResponse): Maybe<void> {
     const key = parseKey(path);
     const quorum = {
       ...(params.has('r') ? { r: parseIntParam(params, 'r', 1, 64)! } : {}),
@@ -262,18 +302,14 @@ export class HttpServer {
   }
 
   /** Runs a request; an owner that cannot be reached is a 503 the client may retry. */
-  private async run(req: KvRequest): Promise<KvResult> {
+  private run(req: KvRequest): Maybe<KvResult> {
+    let r: Maybe<KvResult>;
     try {
-      return await this.ctx.run(req);
+      r = this.ctx.run(req);
     } catch (e) {
-      const err = e as { code?: unknown; detail?: unknown; message?: unknown };
-      if (err.code === 'UNAVAILABLE') {
-        throw new HttpError(503, 'unavailable', typeof err.detail === 'string' ? `too few replicas answered: ${err.detail}` : 'no owner answers for this key right now');
-      }
-      if (err.code === 'BAD_REQUEST') throw new HttpError(400, 'bad_request', String(err.message));
-      if (err.code === 'OVERLOADED') throw busyError();
-      throw e;
+      throw httpErrorOf(e);
     }
+    return r instanceof Promise ? r.catch((e: unknown) => Promise.reject(httpErrorOf(e))) : r;
   }
 
   private async siblings(key: string, quorum: Quorum, res: http.ServerResponse): Promise<void> {
@@ -283,8 +319,13 @@ export class HttpServer {
     sendJson(res, 200, { siblings });
   }
 
-  private async get(key: string, res: http.ServerResponse, head: boolean, quorum: Quorum): Promise<void> {
-    const r = await this.run({ op: 'get', key, ...quorum });
+  private get(key: string, res: http.ServerResponse, head: boolean, quorum: Quorum): Maybe<void> {
+    const r = this.run(quorum.r === undefined && quorum.w === undefined ? { op: 'get', key } : { op: 'get', key, ...quorum });
+    if (r instanceof Promise) return r.then((x) => this.sendItem(x, res, head));
+    this.sendItem(r, res, head);
+  }
+
+  private sendItem(r: KvResult, res: http.ServerResponse, head: boolean): void {
     if (!r.item) throw new HttpError(404, 'not_found', 'no such key');
     const headers: http.OutgoingHttpHeaders = {
       'content-type': 'application/octet-stream',
