@@ -6,15 +6,16 @@
 //      the generator's preload: 50 connections x depth 32), a settle of `--settle-s` (nothing
 //      forced: no GC, no flush), RSS and `stats` read again.
 //      bytes/item = (RSS after - RSS before) / curr_items.
-//   2. the memory-mode bound: ringkv --storage memory --memory-mb 64 given the same sets (far
-//      more than fit, so it evicts): RSS after <= 64 x 1.5 + 64 MB.
+//   2. the memory-mode bound: ringkv --storage memory --memory-mb 64 given `--bound-keys` sets
+//      (default 1,000,000 or --keys if more, quick runs too: 64 MB holds about 280k items of
+//      100 B, so it evicts most of them): RSS after <= 64 x 1.5 + 64 MB.
 //
 // Targets run one after another on the same machine; the generator is a separate process
 // (bench/lib/loadgen), so the RSS read is the server's alone. For ringkv the pid is the Node
 // process's own (servers.ts spawns node directly); bench/lib/loop-probe is loaded into it to
 // report its V8 heap beside the RSS (what is JS objects vs Buffers and the rest).
 //
-//   node dist/bench/bench-memory.js [--quick] [--keys N] [--settle-s S] [--check] [--no-write]
+//   node dist/bench/bench-memory.js [--quick] [--keys N] [--bound-keys N] [--settle-s S] [--check] [--no-write]
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -43,6 +44,7 @@ type Target = 'memcached' | 'ringkv-memory' | 'ringkv-level' | 'ringkv-memory-64
 
 interface Options extends BenchOptions {
   keys?: number;
+  boundKeys?: number;
   settleS: number;
   valueSize: number;
   check: boolean;
@@ -53,6 +55,7 @@ const opts = parseBenchOptions<Options>(
     .description('RSS and bytes per item after N sets, ringkv beside memcached, and the memory-mode RSS bound; writes bench/results/')
     .option('--quick', 'short run: 200,000 keys instead of 1,000,000', false)
     .option('--keys <n>', 'keys set per target (default 1000000, quick 200000)', intArg(1, 5_000_000))
+    .option('--bound-keys <n>', 'keys set into the --memory-mb 64 target, enough to evict (default 1000000, or --keys if more)', intArg(1, 5_000_000))
     .option('--value-size <bytes>', 'value size', intArg(1, 1024 * 1024), 100)
     .option('--settle-s <s>', 'wait after the last set before reading RSS and stats, seconds', numberArg(0, 60), 2)
     .option('--check', 'exit 1 unless every target passes', false),
@@ -60,6 +63,8 @@ const opts = parseBenchOptions<Options>(
 
 const settings = {
   keys: opts.keys ?? (opts.quick ? 200_000 : 1_000_000),
+  /** The bound is only tested when the store evicts: 64 MB holds about 280k items of 100 B. */
+  boundKeys: opts.boundKeys ?? Math.max(opts.keys ?? 0, 1_000_000),
   valueSize: opts.valueSize,
   settleS: opts.settleS,
   /** Connections of the generator's preload (which keeps loadLimits.preloadDepth = 32 sets in flight on each). */
@@ -189,14 +194,14 @@ async function start(target: Target, loopFile: string): Promise<RunningServer> {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Sets every key once with the generator's preload; the measured window after it is one get. */
-function load(server: RunningServer): Promise<LoadReport> {
+function load(server: RunningServer, keys: number): Promise<LoadReport> {
   return runLoadInChild(
     {
       ...defaultLoadSettings,
       host: server.host,
       port: server.port,
       conns: settings.conns,
-      keys: settings.keys,
+      keys,
       valueSize: settings.valueSize,
       preload: true,
       getRatio: 1,
@@ -216,7 +221,7 @@ async function measure(target: Target): Promise<Measurement> {
     server = await start(target, loopFile);
     await sleep(500); // let start-up allocations finish before the baseline
     const before = procMemory(server.pid);
-    const r = await load(server);
+    const r = await load(server, target === 'ringkv-memory-64' ? settings.boundKeys : settings.keys);
     await sleep(settings.settleS * 1000);
     const after = procMemory(server.pid);
     const stats = await readStats(server);
@@ -225,6 +230,7 @@ async function measure(target: Target): Promise<Measurement> {
     const notes: string[] = [];
     if (r.preload.errors > 0) notes.push(`${r.preload.errors} preload errors`);
     if (r.errors > 0) notes.push(`${r.errors} errors (${r.errorSamples[0] ?? ''})`);
+    if (target === 'ringkv-memory-64' && num('evictions') === 0) notes.push('nothing evicted: the bound was not exercised (raise --bound-keys)');
     const loop = readLoopSamples(loopFile);
     const last = loop[loop.length - 1];
     return {
@@ -287,7 +293,9 @@ function evaluate(rows: Row[]): GoalResult[] {
     if (!m) results.push({ goal, limit: boundMb(), ...whyNot('ringkv-memory-64') });
     else {
       const value = mb(m.rssAfterKb);
-      const why = `peak RSS (VmHWM) ${fixed(mb(m.hwmKb), 0)} MB; ${m.items} items kept, ${m.evictions} evicted; accounted bytes ${fixed(m.statBytes / 1024 / 1024, 1)} MB`;
+      const why =
+        `${settings.boundKeys} sets; peak RSS (VmHWM) ${fixed(mb(m.hwmKb), 0)} MB; ${m.items} items kept, ${m.evictions} evicted; accounted bytes ${fixed(m.statBytes / 1024 / 1024, 1)} MB` +
+        (m.notes.length ? `; ${m.notes.join('; ')}` : '');
       results.push({ goal, value, limit: boundMb(), verdict: value <= boundMb() ? 'PASS' : 'MISS', why });
     }
   }
@@ -362,8 +370,8 @@ async function main(): Promise<number> {
   const order: Target[] = ['memcached', 'ringkv-memory', 'ringkv-level', 'ringkv-memory-64'];
   const rows: Row[] = order.map((target) => (target.startsWith('ringkv') && !ringkvBuilt ? { target, skipped: 'ringkv CLI not built' } : { target }));
   console.error(
-    `${prog}: ${settings.keys} keys${opts.quick ? ' (quick: 200,000 instead of 1,000,000)' : ''} of ${settings.valueSize} B per target, ` +
-      `${settings.conns} conns x depth 32, settle ${settings.settleS} s; order ${order.join(' ')}`,
+    `${prog}: ${settings.keys} keys${opts.quick ? ' (quick: 200,000 instead of 1,000,000)' : ''} of ${settings.valueSize} B per target ` +
+      `(${settings.boundKeys} into ringkv-memory-64), ${settings.conns} conns x depth 32, settle ${settings.settleS} s; order ${order.join(' ')}`,
   );
   for (const row of rows) {
     if (row.skipped) continue;
@@ -388,7 +396,7 @@ async function main(): Promise<number> {
     `Each target started fresh, one after another. RSS = VmRSS of the server process (/proc/<pid>/status; for ringkv the Node process) ` +
     `0.5 s after it is ready (before) and ${settings.settleS} s after the last set is acknowledged (after), nothing forced (no GC, no flush); ` +
     `peak = VmHWM. Sets: the generator's preload (bench/lib/loadgen, a separate process), ${settings.conns} connections x depth 32, ` +
-    `every key key:0..key:${settings.keys - 1} once with a ${settings.valueSize} B value. bytes/item = (RSS after - RSS before) / curr_items. ` +
+    `every key key:0..key:${settings.keys - 1} once with a ${settings.valueSize} B value (ringkv-memory-64: key:0..key:${settings.boundKeys - 1}). bytes/item = (RSS after - RSS before) / curr_items. ` +
     `stats bytes = the server's own \`bytes\` (ringkv: what its store accounting charges, key + value + a fixed per-record overhead). ` +
     `heap MB = V8 heap used at the end (bench/lib/loop-probe inside the node).`;
   const md = [
@@ -398,7 +406,7 @@ async function main(): Promise<number> {
     `Machine: ${machineText(machine)}, ${machine.memcached}  `,
     `Load: ${settings.keys} sets${opts.quick ? ' (quick: 200,000 instead of 1,000,000)' : ''} of ${settings.valueSize} B values per target; ` +
       `memcached -m ${settings.memcachedMemoryMb} -t 1; ringkv-memory --storage memory --memory-mb ${settings.ringkvMemoryMb}; ringkv-level --storage level (default cache); ` +
-      `ringkv-memory-64 --storage memory --memory-mb ${settings.boundMemoryMb}.  `,
+      `ringkv-memory-64 --storage memory --memory-mb ${settings.boundMemoryMb}, given ${settings.boundKeys} sets so that it evicts.  `,
     `Method: ${method}`,
     '',
     '## Bytes per item',

@@ -49,16 +49,30 @@ export interface Store {
   close(): Promise<void>;
 }
 
-/** Bytes charged for a record: the key, the value and a fixed overhead for the object. */
+/** Bytes charged for a record held as objects (the LevelStore's LRU tier): the key, the value and a fixed overhead. */
 export function recordCharge(key: string, r: StoredRecord): number {
   return key.length + r.value.length + RECORD_OVERHEAD_BYTES;
 }
 
 /**
- * What a record costs beyond its key and value bytes, measured (bench:memory, 2026-11-25:
- * 200k records of 100 B built as LocalKv builds them, after a forced GC): the record and
- * version objects, the vector clock and HLC objects, the key string, the value's Buffer
- * object and its backing store's header, and the LRU's slot, about 460 B in V8. Charging
- * less let `--memory-mb 64` hold 4.5x more items than 64 MB (RSS 427 MB).
+ * What a record held as JS objects costs beyond its key and value bytes (LevelStore's cache
+ * tier), measured (bench:memory, 2026-11-25: 200k records of 100 B built as LocalKv builds
+ * them, after a forced GC): the record and version objects, the vector clock and HLC
+ * objects, the key string, the value's Buffer object and its backing store's header, and
+ * the LRU's slot, about 460 B in V8. Charging less let `--memory-mb 64` hold 4.5x more items
+ * than 64 MB (RSS 427 MB) when the memory store held records this way.
  */
 export const RECORD_OVERHEAD_BYTES = 464;
+
+/**
+ * What a record costs in memory mode (MemoryStore, compact items) beyond its key and value
+ * bytes: 96 B measured (2026-11-25: 200k and 1M records of 100 B under `key:<i>` built by
+ * LocalKv, after a forced GC, (heapUsed + arrayBuffers) per record - key - value = 96 and
+ * 91 B; V8's heap grows by 0-1 B per record): the item's 50 B header and one 12 B clock
+ * entry, the slot's 20 B (LRU links, place, key hash) and the hash table's 4 B bucket at a
+ * load of 3/8 to 3/4. Plus 32 B for segment space the cleaner leaves dead: it keeps segments
+ * within 1.25x their live bytes, and a quarter of a 100 B value's ~170 B item is 43 B.
+ * More clock entries, siblings and keys with code units above 0xff are charged as encoded
+ * (compact-item.ts).
+ */
+export const MEMORY_RECORD_OVERHEAD_BYTES = 128;

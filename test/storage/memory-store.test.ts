@@ -4,8 +4,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../server/clock.js';
 import { MemoryStore } from '../../server/storage/memory-store.js';
-import { RECORD_OVERHEAD_BYTES } from '../../server/storage/store.js';
-import { rec, scanAll } from './fixtures.js';
+import { MEMORY_RECORD_OVERHEAD_BYTES as RECORD_OVERHEAD_BYTES } from '../../server/storage/store.js';
+import type { StoredRecord } from '../../server/storage/record.js';
+import { content, rec, scanAll, type Content } from './fixtures.js';
 
 const VALUE_BYTES = 100;
 /** What one record of the tests below costs: key 'kN' (2 bytes), value, overhead. */
@@ -123,5 +124,280 @@ describe('MemoryStore eviction', () => {
       ),
       { numRuns: 50 },
     );
+  });
+});
+
+// The compact representation (server/storage/compact-item.ts): records are bytes in shared
+// segments, and get() decodes one. What callers rely on must hold all the same.
+describe('MemoryStore compact records', () => {
+  const MIN_TABLE = 1024;
+  const clock = () => new ManualClock();
+  const T = 1_700_000_000_000;
+
+  it('get returns own fields, so a spread keeps every one of them', () => {
+    const store = new MemoryStore({ memoryBytes: 1 << 20, clock: clock() });
+    store.put('k', rec('v', { flags: 5, expiresAtMs: 7, clock: { a: 1, b: 2 } }));
+    const r = store.get('k')!;
+    const copy = { ...r };
+    expect(Object.keys(copy).sort()).toEqual(['accessedMs', 'expiresAtMs', 'fetched', 'flags', 'tombstone', 'value', 'version']);
+    expect(copy.version.clock).toEqual({ a: 1, b: 2 });
+    expect(copy.flags).toBe(5);
+  });
+
+  it('fetched and accessedMs set on a record that get returned persist: on the next get, past the cache of records handed out, in scan', async () => {
+    const store = new MemoryStore({ memoryBytes: 1 << 20, clock: clock() });
+    for (let i = 0; i < 1000; i++) store.put(`k${i}`, rec(`v${i}`, { ts: { wallMs: T, logical: 0 } }));
+    const r = store.get('k1')!;
+    expect(r.fetched).toBe(false);
+    expect(r.accessedMs).toBe(T);
+    r.fetched = true;
+    r.accessedMs = T + 5;
+    // The same object while it is tracked, as a Map of objects would return.
+    expect(store.get('k1')).toBe(r);
+    // Hundreds of other reads push it out of the cache: its fields were written back.
+    for (let i = 2; i < 1000; i++) store.get(`k${i}`)!.accessedMs = T + i;
+    const again = store.get('k1')!;
+    expect(again.fetched).toBe(true);
+    expect(again.accessedMs).toBe(T + 5);
+    const seen = new Map<string, [boolean, number]>();
+    await store.scan(undefined, 2000, (k, x) => seen.set(k, [x.fetched, x.accessedMs]));
+    expect(seen.get('k1')).toEqual([true, T + 5]);
+    expect(seen.get('k500')).toEqual([false, T + 500]);
+    expect(seen.get('k0')).toEqual([false, T]);
+  });
+
+  it('a new write starts with the record\'s own access bits', () => {
+    const store = new MemoryStore({ memoryBytes: 1 << 20, clock: clock() });
+    store.put('k', rec('a'));
+    const r = store.get('k')!;
+    r.fetched = true;
+    store.put('k', rec('b'));
+    expect(store.get('k')!.fetched).toBe(false);
+    expect(store.get('k')!.value.toString()).toBe('b');
+  });
+
+  it('putting the record get returned is a touch; a changed copy of it is a write', () => {
+    const store = new MemoryStore({ memoryBytes: 1 << 20, clock: clock() });
+    store.put('a', rec('1'));
+    store.put('b', rec('2'));
+    const a = store.get('a')!;
+    a.fetched = true;
+    const before = store.stats();
+    store.put('a', a);
+    expect(store.stats()).toEqual(before);
+    expect(store.get('a')).toBe(a);
+    store.put('a', { ...a, flags: 9 });
+    expect(store.get('a')!.flags).toBe(9);
+    expect(store.get('a')!.fetched).toBe(true);
+  });
+
+  it('values handed out are copies: later writes, evictions and compactions do not change them', () => {
+    const store = new MemoryStore({ memoryBytes: 20_000, clock: clock() });
+    store.put('k', rec(Buffer.alloc(100, 1)));
+    const r = store.get('k')!;
+    // Churn: overwrites, evictions and compactions reuse the segment bytes.
+    for (let i = 0; i < 2000; i++) store.put(`x${i % 50}`, rec(Buffer.alloc(50 + (i % 200), i & 0xff)));
+    expect(store.arenaStats().compactions).toBeGreaterThan(0);
+    expect(r.value.equals(Buffer.alloc(100, 1))).toBe(true);
+  });
+
+  it('the index (an open-addressing table) finds every key through growth, removals and reuse of slots', async () => {
+    const store = new MemoryStore({ memoryBytes: 1 << 30, clock: clock() });
+    const held = new Set<string>();
+    let seed = 7;
+    const rnd = (n: number) => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n;
+    for (let round = 0; round < 6; round++) {
+      for (let i = 0; i < 8000; i++) {
+        const k = `key:${rnd(20_000)}`;
+        store.put(k, rec(k));
+        held.add(k);
+      }
+      for (let i = 0; i < 6000; i++) {
+        const k = `key:${rnd(20_000)}`;
+        store.remove(k);
+        held.delete(k);
+      }
+      for (let i = 0; i < 20_000; i++) {
+        const k = `key:${i}`;
+        const r = store.get(k);
+        if (held.has(k)) expect(r?.value.toString(), k).toBe(k);
+        else expect(r, k).toBeUndefined();
+      }
+      expect(store.stats().items).toBe(held.size);
+    }
+    expect(store.arenaStats().buckets).toBeGreaterThan(MIN_TABLE);
+    expect((await scanAll(store, 997)).map(([k]) => k)).toEqual([...held].sort());
+  });
+
+  it('keys with code units above 0xff are keys of their own', async () => {
+    const store = new MemoryStore({ memoryBytes: 1 << 20, clock: clock() });
+    const keys = ['\u00e9', '\u0100', '\u00c3\u00a9', 'a\u20acb', '\ud83d\ude00', '\ud800', 'plain'];
+    keys.forEach((k, i) => store.put(k, rec(`v${i}`)));
+    keys.forEach((k, i) => expect(store.get(k)?.value.toString(), JSON.stringify(k)).toBe(`v${i}`));
+    expect(store.get('\u0101')).toBeUndefined();
+    expect((await scanAll(store, 3)).map(([k]) => k)).toEqual([...keys].sort());
+    // A key stored two bytes per code unit is charged for them.
+    const wide = new MemoryStore({ memoryBytes: 1 << 20, clock: clock() });
+    wide.put('\u0100\u0100', rec('v'));
+    const narrow = new MemoryStore({ memoryBytes: 1 << 20, clock: clock() });
+    narrow.put('\u00ff\u00ff', rec('v'));
+    expect(wide.stats().bytes - narrow.stats().bytes).toBe(2);
+  });
+
+  it('siblings are kept and read back', () => {
+    const store = new MemoryStore({ memoryBytes: 1 << 20, clock: clock() });
+    const sib = rec('other', { clock: { n2: 1 }, ts: { wallMs: T - 1, logical: 0 } });
+    store.put('k', { ...rec('mine', { clock: { n1: 1 } }), siblings: [sib] });
+    const r = store.get('k')!;
+    expect(r.value.toString()).toBe('mine');
+    expect(r.siblings).toHaveLength(1);
+    expect(r.siblings![0]!.value.toString()).toBe('other');
+    expect(r.siblings![0]!.version).toEqual(sib.version);
+    // Charged as encoded: more than the same record without siblings.
+    const plain = new MemoryStore({ memoryBytes: 1 << 20, clock: clock() });
+    plain.put('k', rec('mine', { clock: { n1: 1 } }));
+    expect(store.stats().bytes).toBeGreaterThan(plain.stats().bytes);
+  });
+
+  it('records too large for a segment get a Buffer of their own, freed with them', () => {
+    const store = new MemoryStore({ memoryBytes: 64 * 1024 * 1024, clock: clock() });
+    const big = Buffer.alloc(512 * 1024, 3);
+    store.put('big', rec(big));
+    store.put('small', rec('s'));
+    expect(store.arenaStats().largeBytes).toBeGreaterThan(big.length);
+    expect(store.get('big')!.value.equals(big)).toBe(true);
+    const r = store.get('big')!;
+    r.fetched = true;
+    for (let i = 0; i < 300; i++) store.get('small');
+    expect(store.get('big')!.fetched).toBe(true);
+    store.put('big', rec('now small'));
+    expect(store.arenaStats().largeBytes).toBe(0);
+    expect(store.get('big')!.value.toString()).toBe('now small');
+  });
+
+  it('segments and large items together stay within 1.25x memoryBytes when the sizes written change', () => {
+    const memoryBytes = 2_000_000; // segments of 32 KiB, items of 4 KiB and more have a buffer of their own
+    const store = new MemoryStore({ memoryBytes, clock: clock() });
+    const within = () => {
+      const a = store.arenaStats();
+      // Segments still holding a few live items give way as those are evicted.
+      expect(a.segments * a.segmentBytes + a.largeBytes).toBeLessThanOrEqual(memoryBytes * 1.25 + 2 * a.segmentBytes);
+    };
+    for (let i = 0; i < 20_000; i++) store.put(`small${i}`, rec(Buffer.alloc(100, 1)));
+    within();
+    for (let i = 0; i < 1000; i++) {
+      store.put(`large${i}`, rec(Buffer.alloc(8000, 2)));
+      within();
+    }
+    expect(store.arenaStats().largeBytes).toBeGreaterThan(memoryBytes / 2);
+    expect(store.get('large999')!.value.equals(Buffer.alloc(8000, 2))).toBe(true);
+  });
+
+  it('under churn, matches an LRU model: content, access bits, order of eviction and counts; segments stay within the bound', async () => {
+    let compactions = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.oneof(
+            { weight: 5, arbitrary: fc.record({ op: fc.constant('put' as const), key: fc.nat({ max: 79 }), size: fc.nat({ max: 400 }), tombstone: fc.boolean(), flags: fc.nat() }) },
+            { weight: 4, arbitrary: fc.record({ op: fc.constant('get' as const), key: fc.nat({ max: 79 }), mark: fc.boolean() }) },
+            { weight: 1, arbitrary: fc.record({ op: fc.constant('remove' as const), key: fc.nat({ max: 79 }) }) },
+          ),
+          { minLength: 50, maxLength: 600 },
+        ),
+        async (ops) => {
+          // Segments of 4 KiB; 80 keys of up to 400 B: evictions, overwrites and compactions.
+          const memoryBytes = 40_000;
+          const store = new MemoryStore({ memoryBytes, clock: clock() });
+          // Recency order: first = least recently used.
+          const model = new Map<string, { r: StoredRecord; fetched: boolean; accessedMs: number }>();
+          let charged = 0;
+          let evictions = 0;
+          const cost = (k: string, r: StoredRecord) => k.length + r.value.length + RECORD_OVERHEAD_BYTES;
+          let tick = 0;
+          for (const o of ops) {
+            const key = `key${o.key}`;
+            tick++;
+            if (o.op === 'put') {
+              const r = rec(Buffer.alloc(o.size, tick & 0xff), { tombstone: o.tombstone, flags: o.flags, clock: { n1: tick }, ts: { wallMs: T + tick, logical: tick & 7 } });
+              store.put(key, r);
+              const old = model.get(key);
+              if (old) {
+                charged -= cost(key, old.r);
+                model.delete(key);
+              }
+              while (charged + cost(key, r) > memoryBytes) {
+                const [k, v] = model.entries().next().value!;
+                model.delete(k);
+                charged -= cost(k, v.r);
+                evictions++;
+              }
+              model.set(key, { r, fetched: false, accessedMs: r.accessedMs });
+              charged += cost(key, r);
+            } else if (o.op === 'get') {
+              const got = store.get(key);
+              const m = model.get(key);
+              expect(content(got)).toEqual(content(m?.r));
+              if (m && got) {
+                expect([got.fetched, got.accessedMs]).toEqual([m.fetched, m.accessedMs]);
+                model.delete(key);
+                model.set(key, m);
+                if (o.mark) {
+                  got.fetched = m.fetched = true;
+                  got.accessedMs = m.accessedMs = T + 1e6 + tick;
+                }
+              }
+            } else {
+              store.remove(key);
+              const old = model.get(key);
+              if (old) charged -= cost(key, old.r);
+              model.delete(key);
+            }
+          }
+          const held = new Map<string, [Content, boolean, number]>();
+          await store.scan(undefined, 1000, (k, r) => held.set(k, [content(r)!, r.fetched, r.accessedMs]));
+          const expected = new Map([...model].map(([k, m]) => [k, [content(m.r)!, m.fetched, m.accessedMs] as [Content, boolean, number]]));
+          expect(held).toEqual(expected);
+          const s = store.stats();
+          expect(s.items).toBe([...model.values()].filter((m) => !m.r.tombstone).length);
+          expect(s.bytes).toBe(charged);
+          expect(s.evictions).toBe(evictions);
+          const a = store.arenaStats();
+          expect(a.spaceEvictions).toBe(0);
+          expect(a.segments * a.segmentBytes + a.largeBytes).toBeLessThanOrEqual(memoryBytes * 1.25);
+          compactions += a.compactions;
+          // And the LRU order: evicting everything goes least recently used first.
+          const order: string[] = [];
+          for (const k of model.keys()) order.push(k);
+          const last = order[order.length - 1];
+          if (last !== undefined) {
+            store.put('flood', rec(Buffer.alloc(memoryBytes - 'flood'.length - RECORD_OVERHEAD_BYTES)));
+            expect(store.get(last)).toBeUndefined();
+            expect(store.stats().items).toBe(1);
+          }
+        },
+      ),
+      { numRuns: 60 },
+    );
+    expect(compactions).toBeGreaterThan(0);
+  });
+
+  it('values large beside the per-record overhead: segments stay within 1.25x memoryBytes, evicting least recently used first when they are full', () => {
+    const memoryBytes = 2_000_000; // segments of 32 KiB
+    const store = new MemoryStore({ memoryBytes, clock: clock() });
+    for (let i = 0; i < 20_000; i++) {
+      store.put(`k${i % 3000}`, rec(Buffer.alloc(300 + ((i * 7919) % 700), i & 0xff), { clock: { n1: i } }));
+      if (i % 3 === 0) store.get(`k${(i * 31) % 3000}`);
+      if (i % 100 === 0) {
+        const a = store.arenaStats();
+        expect(a.largeBytes).toBe(0);
+        expect(a.segments * a.segmentBytes).toBeLessThanOrEqual(memoryBytes * 1.25);
+      }
+    }
+    expect(store.arenaStats().compactions).toBeGreaterThan(0);
+    const s = store.stats();
+    expect(s.bytes).toBeLessThanOrEqual(memoryBytes);
+    // Most of the bound is used all the same.
+    expect(s.bytes).toBeGreaterThan(memoryBytes * 0.75);
   });
 });
