@@ -29,7 +29,8 @@
 // ops/s). The TS-client cells run in the first `--client-rounds` rounds (default every round,
 // quick: 1, to keep --quick near a minute). All rounds, with every generator's full report,
 // are in the JSON, with the CPU the generators, the servers and other processes used during
-// each window (from /proc).
+// each window (from /proc). The SVG beside it plots ops/s, p99 and x single per path and
+// workload, one bar per target, with the goals' limits as reference lines.
 //
 //   node dist/bench/bench-cluster.js [--quick] [--duration-s S] [--rounds N] [--client-rounds N] [--no-write]
 import { benchCommand, intArg, parseBenchOptions, runBench, type BenchOptions } from './lib/cli.js';
@@ -41,6 +42,7 @@ import type { ClusterView } from './lib/master-http.js';
 import { CpuSampler, cpuUseBetween, type CpuUse } from './lib/proc-cpu.js';
 import { cellText, cliBuilt, commandLine, commitInfo, fixed, machineInfo, machineText, markdownTable, pickBest, ratio, resultsBase, publishResults, resultsTitle } from './lib/report.js';
 import { ServerSet, startRingkv, type RunningServer } from './lib/servers.js';
+import { barChart } from './lib/svg-plot.js';
 
 type Target = 'single' | 'cluster-n1' | 'cluster-n3';
 type ClientTarget = 'single' | 'cluster-n3';
@@ -774,6 +776,85 @@ function renderGoals(goals: GoalRecord[]): string {
   );
 }
 
+// ---- plot ----------------------------------------------------------------------------------
+
+/** The plot's series, one bar per target in each group (the TS client has no cluster-n1). */
+const plotSeries: ReadonlyArray<{ target: Target; name: string; color: string }> = [
+  { target: 'single', name: 'single', color: '#7f7f7f' },
+  { target: 'cluster-n1', name: 'cluster-n1 (N=1)', color: '#1f77b4' },
+  { target: 'cluster-n3', name: 'cluster-n3 (N=3 R=2 W=2)', color: '#d62728' },
+];
+
+const p99Label = (v: number) => (v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2));
+
+/**
+ * ops/s, p99 and x single of every cell as an SVG: one group per (path, workload), one bar
+ * per target (x single: the cluster targets, the single node being the line at 1); a last
+ * group for the open-loop run at half the peak (cluster-n3 only: its goodput and p99).
+ * Reference lines: the 0.4x goal over the TS-client groups, the 5 ms goal over the
+ * half-peak group.
+ */
+function renderPlot(cells: Cell[], clientCells: ClientCell[], halfPeak: HalfPeakRun | undefined, title: string): string {
+  type Group = { path: 'memcached' | 'client'; workload: Workload } | { path: 'half-peak' };
+  const groups: Group[] = [
+    ...workloads.map((w) => ({ path: 'memcached' as const, workload: w.workload })),
+    ...workloads.map((w) => ({ path: 'client' as const, workload: w.workload })),
+    { path: 'half-peak' },
+  ];
+  const clientFirst = workloads.length;
+  const clientLast = 2 * workloads.length - 1;
+  const halfPeakAt = groups.length - 1;
+  const h = settings.client.halfPeak;
+  /** The cell of a target in a group, with the single node's cell of the same path and workload. */
+  const cellOf = (g: Group, target: Target): { m?: { opsPerS: number; p99Ms: number }; base?: { opsPerS: number } } => {
+    if (g.path === 'half-peak') return {};
+    const list: Array<{ target: Target | ClientTarget; workload: Workload; best?: { opsPerS: number; p99Ms: number } }> = g.path === 'memcached' ? cells : clientCells;
+    const find = (t: Target) => list.find((c) => c.target === t && c.workload === g.workload)?.best;
+    const m = find(target);
+    const base = find('single');
+    return { ...(m ? { m } : {}), ...(base ? { base } : {}) };
+  };
+  const r = halfPeak?.result;
+  const value = (pick: (m: { opsPerS: number; p99Ms: number }, base: { opsPerS: number } | undefined) => number | undefined, atHalfPeak: number | undefined) =>
+    plotSeries.map((s) =>
+      groups.map((g) => {
+        if (g.path === 'half-peak') return s.target === 'cluster-n3' ? atHalfPeak : undefined;
+        const { m, base } = cellOf(g, s.target);
+        return m ? pick(m, base) : undefined;
+      }),
+    );
+  return barChart({
+    title,
+    subtitle:
+      `best of ${settings.rounds} round(s) (TS client: ${settings.client.rounds}), ${settings.warmupS} s warm-up + ${settings.durationS} s; ` +
+      `TS-client single = master + 1 node; p99 = worst generator's (half peak: over all requests)`,
+    categories: groups.map((g) =>
+      g.path === 'half-peak' ? `TS client, open loop\nwrite at ${h.peakShare}x peak` : `${g.path === 'memcached' ? 'memcached' : 'TS client'}\n${g.workload}`,
+    ),
+    series: plotSeries.map((s) => ({ name: s.name, color: s.color })),
+    panels: [
+      { yLabel: 'ops/s (half peak: goodput)', values: value((m) => m.opsPerS, r?.goodputPerS) },
+      {
+        yLabel: 'p99 ms (log scale)',
+        scale: 'log',
+        values: value((m) => m.p99Ms, r?.p99Ms),
+        label: p99Label,
+        refLines: [{ y: clusterGoalLimits.p99MsMax, label: `goal <= ${clusterGoalLimits.p99MsMax} ms`, categories: [halfPeakAt, halfPeakAt] }],
+      },
+      {
+        // The single node is 1 by definition: a line, not bars, which leaves the TS-client groups' first slot to the goal's label.
+        yLabel: 'x single (same path, workload)',
+        values: value((m, base) => ratio(m, base), undefined).map((row, si) => (plotSeries[si]!.target === 'single' ? row.map(() => undefined) : row)),
+        label: (v) => v.toFixed(2),
+        refLines: [
+          { y: 1, label: 'single = 1' },
+          { y: clusterGoalLimits.ratioMin, label: `goal >= ${clusterGoalLimits.ratioMin}x`, categories: [clientFirst, clientLast] },
+        ],
+      },
+    ],
+  });
+}
+
 // ---- goals ---------------------------------------------------------------------------------
 
 function throughputOf(cell: ClientCell | undefined): Measured<ThroughputFigure> {
@@ -846,8 +927,11 @@ async function main(): Promise<number> {
     `t0 + i/rate, started by a ${c.halfPeak.tickMs} ms tick, latency from the due time (waiting in the generator counts), every request due in the window accounted; ` +
     `p50/p99/p999 over all the processes' requests (merged histograms). Cores (gen / srv / other): CPU used during the generators' common window by the generator ` +
     `processes, by the master and nodes, and by every process outside the bench (/proc, sampled every 250 ms).`;
+  const base = resultsBase(startedAt, commit, 'cluster', opts.quick);
+  const title = resultsTitle('bench:cluster', startedAt, commit, opts.quick);
+  const svg = renderPlot(cells, clientCells, halfPeak, title.replace(/^# /, ''));
   const md = [
-    resultsTitle('bench:cluster', startedAt, commit, opts.quick),
+    title,
     '',
     `Command: \`${command}\`  `,
     `Machine: ${machineText(machine)}  `,
@@ -875,6 +959,7 @@ async function main(): Promise<number> {
     '',
     renderGoals(goals),
     '',
+    ...(opts.write ? [`![ops/s, p99 and x single per path, workload and target](${base}.svg)`, ''] : []),
   ].join('\n');
   const bestOf = (m: Measurement | ClientMeasurement | undefined) => {
     if (!m) return undefined;
@@ -883,8 +968,9 @@ async function main(): Promise<number> {
   };
   publishResults('bench-cluster', {
     write: opts.write,
-    base: resultsBase(startedAt, commit, 'cluster', opts.quick),
+    base,
     md,
+    svg,
     header: { benchmark: 'bench:cluster', startedAt, finishedAt, command, commit, machine, quick: opts.quick },
     body: () => ({
       settings,
@@ -892,6 +978,7 @@ async function main(): Promise<number> {
       clientTargets,
       workloads,
       method,
+      plot: `${base}.svg`,
       startups,
       // The suite reads `goals` (bench/lib/suite.ts): issue 6's goals, then the memcached path's INFO rows.
       goals: [...goals, ...info],

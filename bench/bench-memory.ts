@@ -13,7 +13,9 @@
 // Targets run one after another on the same machine; the generator is a separate process
 // (bench/lib/loadgen), so the RSS read is the server's alone. For ringkv the pid is the Node
 // process's own (servers.ts spawns node directly); bench/lib/loop-probe is loaded into it to
-// report its V8 heap beside the RSS (what is JS objects vs Buffers and the rest).
+// report its V8 heap beside the RSS (what is JS objects vs Buffers and the rest). The SVG
+// beside the JSON plots bytes/item per target (with the 2.5x memcached limit) and every
+// target's RSS before, after and at its peak (with the bound over ringkv-memory-64).
 //
 //   node dist/bench/bench-memory.js [--quick] [--keys N] [--bound-keys N] [--settle-s S] [--check] [--no-write]
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -26,6 +28,7 @@ import { defaultLoadSettings, runLoadInChild, type LoadReport } from './lib/load
 import { loopProbeEnv, type LoopSample } from './lib/loop-probe.js';
 import { cellText, cliBuilt, commandLine, commitInfo, fixed, machineInfo, machineText, markdownTable, publishResults, resultsBase, resultsTitle } from './lib/report.js';
 import { repoRoot, ServerSet, startMemcached, startRingkv, type RunningServer } from './lib/servers.js';
+import { barChart } from './lib/svg-plot.js';
 
 const prog = 'bench-memory';
 
@@ -363,6 +366,64 @@ function renderGoals(results: GoalResult[]): string {
   );
 }
 
+/** How each target was started, under its name on the plot. */
+function targetFlags(target: Target): string {
+  switch (target) {
+    case 'memcached':
+      return `-m ${settings.memcachedMemoryMb} -t 1`;
+    case 'ringkv-memory':
+      return `--memory-mb ${settings.ringkvMemoryMb}`;
+    case 'ringkv-level':
+      return 'default cache';
+    case 'ringkv-memory-64':
+      return `--memory-mb ${settings.boundMemoryMb}`;
+  }
+}
+
+/**
+ * Two panels, one group per target: bytes/item (the memory-mode bound's target evicts, so it
+ * has none) with the 2.5x memcached limit over the other ringkv targets, and RSS before,
+ * after and at its peak, with the bound over ringkv-memory-64.
+ */
+function renderPlot(rows: Row[], title: string): string {
+  const order = rows.map((r) => r.target);
+  const result = (t: Target) => rowOf(rows, t);
+  const base = result('memcached');
+  const limit = base && base.bytesPerItem > 0 ? base.bytesPerItem * targets.bytesPerItemRatioMax : undefined;
+  const ringkvItems = order.flatMap((t, i) => (t === 'ringkv-memory' || t === 'ringkv-level' ? [i] : []));
+  const boundAt = order.indexOf('ringkv-memory-64');
+  const rss = (pick: (m: Measurement) => number) => order.map((t) => (result(t) ? mb(pick(result(t)!)) : undefined));
+  const none = order.map(() => undefined);
+  return barChart({
+    title,
+    subtitle:
+      `${settings.keys} sets of ${settings.valueSize} B per target (ringkv-memory-64: ${settings.boundKeys}, it evicts: no bytes/item); ` +
+      `RSS ${settings.settleS} s after the last set; bytes/item = (RSS after - before) / curr_items`,
+    categories: order.map((t) => `${t}\n${targetFlags(t)}`),
+    series: [
+      { name: 'RSS before the sets', color: '#bbbbbb' },
+      { name: 'RSS after the sets', color: '#1f77b4' },
+      { name: 'peak RSS (VmHWM)', color: '#ff7f0e' },
+    ],
+    panels: [
+      {
+        yLabel: 'bytes/item (RSS after)',
+        values: [none, order.map((t) => (t === 'ringkv-memory-64' ? undefined : result(t)?.bytesPerItem)), none],
+        label: (v) => v.toFixed(0),
+        ...(limit !== undefined && ringkvItems.length
+          ? { refLines: [{ y: limit, label: `${targets.bytesPerItemRatioMax}x memcached = ${limit.toFixed(0)} B`, categories: [Math.min(...ringkvItems), Math.max(...ringkvItems)] as [number, number] }] }
+          : {}),
+      },
+      {
+        yLabel: 'RSS MB',
+        values: [rss((m) => m.rssBeforeKb), rss((m) => m.rssAfterKb), rss((m) => m.hwmKb)],
+        label: (v) => v.toFixed(0),
+        ...(boundAt >= 0 ? { refLines: [{ y: boundMb(), label: `bound ${fixed(boundMb(), 0)} MB`, categories: [boundAt, boundAt] as [number, number] }] } : {}),
+      },
+    ],
+  });
+}
+
 async function main(): Promise<number> {
   const command = commandLine();
   const startedAt = new Date();
@@ -399,8 +460,11 @@ async function main(): Promise<number> {
     `every key key:0..key:${settings.keys - 1} once with a ${settings.valueSize} B value (ringkv-memory-64: key:0..key:${settings.boundKeys - 1}). bytes/item = (RSS after - RSS before) / curr_items. ` +
     `stats bytes = the server's own \`bytes\` (ringkv: what its store accounting charges, key + value + a fixed per-record overhead). ` +
     `heap MB = V8 heap used at the end (bench/lib/loop-probe inside the node).`;
+  const base = resultsBase(startedAt, commit, 'memory', opts.quick);
+  const title = resultsTitle('bench:memory', startedAt, commit, opts.quick);
+  const svg = renderPlot(rows, title.replace(/^# /, ''));
   const md = [
-    resultsTitle('bench:memory', startedAt, commit, opts.quick),
+    title,
     '',
     `Command: \`${command}\`  `,
     `Machine: ${machineText(machine)}, ${machine.memcached}  `,
@@ -421,13 +485,15 @@ async function main(): Promise<number> {
     '',
     renderGoals(goals),
     '',
+    ...(opts.write ? [`![bytes/item and RSS per target, with the limits](${base}.svg)`, ''] : []),
   ].join('\n');
   publishResults(prog, {
     write: opts.write,
-    base: resultsBase(startedAt, commit, 'memory', opts.quick),
+    base,
     md,
+    svg,
     header: { benchmark: 'bench:memory', startedAt, finishedAt: new Date(), command, commit, machine, quick: opts.quick },
-    body: () => ({ settings, targets, method, goals, rows }),
+    body: () => ({ settings, targets, method, plot: `${base}.svg`, goals, rows }),
   });
   if (opts.check && goals.some((g) => g.verdict !== 'PASS')) return 1;
   return 0;

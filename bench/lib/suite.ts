@@ -1,7 +1,7 @@
-// The suite's view of the benches' results: every bench's goals (node, memory), verdicts
-// (overload) or ratios (cluster, which has no goals) as one list of SuiteGoal, the goals
-// table (the suite's markdown and the README's `<!-- bench:table -->` block), and the
-// comparison of a suite's ratios with a committed baseline (bench:check). Pure functions:
+// The suite's view of the benches' results: every bench's goals (node, memory, cluster:
+// its `goals` array, INFO rows included) or verdicts (overload) as one list of SuiteGoal,
+// the goals table (the suite's markdown and the README's `<!-- bench:table -->` block), and
+// the comparison of a suite's ratios with a committed baseline (bench:check). Pure functions:
 // no files, no processes, so test/bench/bench-check.test.ts can drive them directly.
 import { cellText, fixed, markdownTable } from './report.js';
 
@@ -11,7 +11,7 @@ export type Direction = 'higher' | 'lower';
 export interface SuiteGoal {
   /** The bench's short name: node, cluster, memory, overload. */
   bench: string;
-  /** The goal as the bench names it (cluster: made up here, see clusterGoals). */
+  /** The goal as the bench names it (a cluster result without `goals`: made up here, see clusterGoals). */
   goal: string;
   /** The figure the bench measured (a ratio, except memory's RSS bound, which is in MB). */
   ratio?: number;
@@ -64,9 +64,11 @@ function fromRecord(bench: string, r: Json): SuiteGoal | undefined {
 }
 
 /**
- * bench:cluster has no goals: its figures are each cluster target's ops/s over the single
- * node's under the same workload ("x single" in its table), reported here as INFO goals
- * without a limit so bench:check still watches them.
+ * bench:cluster results written before it had goals (no `goals` array): each cluster
+ * target's ops/s over the single node's under the same workload ("x single" in its table),
+ * from `cells`, as INFO goals without a limit so bench:check still watches them. bench:cluster
+ * now writes `goals` (its three goals, then these INFO rows under the same names, made by
+ * lib/cluster-goals.ts's infoGoals), and goalsOf reads that instead.
  */
 function clusterGoals(json: Json): SuiteGoal[] {
   const cells = records(json.cells);

@@ -149,8 +149,13 @@ export interface BarPanel {
   values: Array<Array<number | undefined>>;
   /** The text above a bar; default: 3-4 significant digits, thousands as "k". */
   label?: (v: number) => string;
-  /** Horizontal reference lines across the panel (1.0 on a ratio panel, say), labelled right of it. */
-  refLines?: Array<{ y: number; label: string }>;
+  /**
+   * Horizontal reference lines across the panel (1.0 on a ratio panel, say), labelled right of it.
+   * `categories` [first, last] (indices, inclusive) limits a line to those groups (a goal that
+   * only applies to some); labelled right of the panel when it reaches the last group, else
+   * just above its left end.
+   */
+  refLines?: Array<{ y: number; label: string; categories?: [number, number] }>;
   /** 'log': the axis starts at a whole decade below the positive values; values <= 0 draw no bar. Default 'linear' from 0. */
   scale?: 'linear' | 'log';
 }
@@ -205,7 +210,14 @@ export function barChart(o: BarChartOptions): string {
   const width = o.width ?? 1000;
   const panelH = o.panelHeight ?? 200;
   const left = 70;
-  const refLabelChars = Math.max(0, ...o.panels.flatMap((p) => (p.refLines ?? []).map((r) => r.label.length)));
+  const nCat = Math.max(1, o.categories.length);
+  /** The groups a reference line spans, clamped to the categories. */
+  const spanOf = (r: { categories?: [number, number] }): [number, number] => {
+    if (!r.categories) return [0, nCat - 1];
+    const first = Math.min(nCat - 1, Math.max(0, Math.floor(r.categories[0])));
+    return [first, Math.min(nCat - 1, Math.max(first, Math.floor(r.categories[1])))];
+  };
+  const refLabelChars = Math.max(0, ...o.panels.flatMap((p) => (p.refLines ?? []).filter((r) => spanOf(r)[1] === nCat - 1).map((r) => r.label.length)));
   const right = 20 + (refLabelChars > 0 ? 6 + 6 * refLabelChars : 0);
   const titleH = 28 + (o.subtitle ? 16 : 0);
   const legendY = titleH + 12;
@@ -215,7 +227,6 @@ export function barChart(o: BarChartOptions): string {
   const gap = catH + 18;
   const height = top + o.panels.length * panelH + (o.panels.length - 1) * gap + catH + 10;
   const plotW = width - left - right;
-  const nCat = Math.max(1, o.categories.length);
   const groupW = plotW / nCat;
   const nSer = Math.max(1, o.series.length);
   const barW = (groupW * groupFill) / nSer;
@@ -276,8 +287,14 @@ export function barChart(o: BarChartOptions): string {
     });
     for (const r of refs) {
       const y = sy(r.y).toFixed(1);
-      out.push(`<line class="ref" x1="${left}" y1="${y}" x2="${left + plotW}" y2="${y}" stroke="${markerColor}" stroke-dasharray="4 3"/>`);
-      out.push(`<text x="${left + plotW + 4}" y="${y}" dominant-baseline="middle" font-size="10" fill="${markerColor}">${escapeXml(r.label)}</text>`);
+      const [first, last] = spanOf(r);
+      // Whole-panel lines keep the frame's exact ends.
+      const x1 = first === 0 ? left : Number((left + first * groupW).toFixed(1));
+      const x2 = last === nCat - 1 ? left + plotW : Number((left + (last + 1) * groupW).toFixed(1));
+      out.push(`<line class="ref" x1="${x1}" y1="${y}" x2="${x2}" y2="${y}" stroke="${markerColor}" stroke-dasharray="4 3"/>`);
+      if (last === nCat - 1) out.push(`<text x="${left + plotW + 4}" y="${y}" dominant-baseline="middle" font-size="10" fill="${markerColor}">${escapeXml(r.label)}</text>`);
+      // Inside the plot, over the first group's first slot (a bar maybe: a white halo keeps it legible).
+      else out.push(`<text x="${(x1 + 3).toFixed(1)}" y="${(Number(y) - 3).toFixed(1)}" font-size="10" fill="${markerColor}" stroke="white" stroke-width="3" paint-order="stroke">${escapeXml(r.label)}</text>`);
     }
     o.categories.forEach((cat, ci) => {
       const x = (left + (ci + 0.5) * groupW).toFixed(1);

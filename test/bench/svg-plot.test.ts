@@ -1,7 +1,7 @@
 // bench/lib/svg-plot: the line chart is one <svg> element, one polyline per series with
 // every finite point, and every event label, escaped; the bar chart one bar per finite
 // value, its height proportional to the value (on a log axis: to its logarithm), inside
-// its category's group, in series order.
+// its category's group, in series order; a reference line over the categories it names.
 import { describe, expect, it } from 'vitest';
 import { barChart, linePlot, niceTicks } from '../../bench/lib/svg-plot.js';
 
@@ -206,5 +206,62 @@ describe('barChart on a log axis', () => {
   it('ticks whole decades with 1-2-5 steps', () => {
     const ticks = [...svg.matchAll(/dominant-baseline="middle">([^<]+)<\/text>/g)].map((m) => m[1]);
     expect(ticks).toEqual(expect.arrayContaining(['0.1', '0.2', '0.5', '1', '2', '5', '10', '100', '1k']));
+  });
+});
+
+describe('barChart reference lines over some categories', () => {
+  const categories = ['a', 'b', 'c', 'd'];
+  const series = [{ name: 's0' }, { name: 's1' }];
+  const values = [
+    [1, 2, 0.5, 0.3],
+    [1, 1.5, 0.6, 0.2],
+  ];
+  const chart = (refLines: Array<{ y: number; label: string; categories?: [number, number] }>) =>
+    barChart({ title: 'ratios', categories, series, panels: [{ yLabel: 'x single', values, refLines }] });
+  const frameOf = (svg: string) => {
+    const m = /<g class="panel">\n<rect x="([^"]+)" y="([^"]+)" width="([^"]+)" height="([^"]+)"/.exec(svg)!;
+    return { left: Number(m[1]), top: Number(m[2]), width: Number(m[3]), height: Number(m[4]) };
+  };
+  const refs = (svg: string) =>
+    [...svg.matchAll(/<line class="ref" x1="([^"]+)" y1="([^"]+)" x2="([^"]+)" y2="([^"]+)"/g)].map((m) => ({ x1: Number(m[1]), y1: Number(m[2]), x2: Number(m[3]), y2: Number(m[4]) }));
+
+  it('spans only the groups named, at the same height as a whole-panel line', () => {
+    const svg = chart([{ y: 0.4, label: 'goal >= 0.4x', categories: [1, 2] }]);
+    expect(tagsBalance(svg)).toBe(true);
+    const f = frameOf(svg);
+    const groupW = f.width / categories.length;
+    const [line] = refs(svg);
+    expect(line!.x1).toBeCloseTo(f.left + groupW, 0);
+    expect(line!.x2).toBeCloseTo(f.left + 3 * groupW, 0);
+    expect(line!.y1).toBe(line!.y2);
+    // Same scale as a line over the whole panel: the span changes where, not how high.
+    const whole = chart([{ y: 0.4, label: 'goal >= 0.4x' }]);
+    expect(refs(whole)[0]!.y1).toBeCloseTo(line!.y1, 1);
+    expect(refs(whole)[0]!.x1).toBe(frameOf(whole).left);
+    // Its label sits inside the plot, just above the line's left end, with a halo; the right margin is not widened for it.
+    const text = /<text x="([^"]+)" y="([^"]+)"[^>]*paint-order="stroke">goal &gt;= 0\.4x<\/text>/.exec(svg);
+    expect(text).not.toBeNull();
+    expect(Number(text![1])).toBeGreaterThan(line!.x1);
+    expect(Number(text![1])).toBeLessThan(line!.x1 + groupW / 4);
+    expect(Number(text![2])).toBeLessThan(line!.y1);
+    expect(f.left + f.width).toBe(1000 - 20);
+  });
+
+  it('labels a line reaching the last group right of the panel, as a whole-panel one', () => {
+    const svg = chart([{ y: 5, label: 'goal <= 5 ms', categories: [3, 3] }]);
+    const f = frameOf(svg);
+    const [line] = refs(svg);
+    expect(line!.x1).toBeCloseTo(f.left + (3 * f.width) / 4, 0);
+    expect(line!.x2).toBe(f.left + f.width);
+    expect(svg).toContain(`<text x="${f.left + f.width + 4}" y="${line!.y1.toFixed(1)}" dominant-baseline="middle" font-size="10" fill="#555">goal &lt;= 5 ms</text>`);
+    expect(f.left + f.width).toBeLessThan(1000 - 20);
+  });
+
+  it('clamps a span outside the categories to them', () => {
+    const svg = chart([{ y: 1, label: 'r', categories: [-3, 9] }]);
+    const f = frameOf(svg);
+    const [line] = refs(svg);
+    expect(line!.x1).toBe(f.left);
+    expect(line!.x2).toBe(f.left + f.width);
   });
 });
