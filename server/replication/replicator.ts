@@ -27,7 +27,7 @@ import { assert } from '../util/assert.js';
 import { Coalescer } from './coalescer.js';
 import type { FailureDetector } from './failure-detector.js';
 import type { HintStore } from './hints.js';
-import { sameVersions } from './versions.js';
+import { recordDigest, sameVersions } from './versions.js';
 import { keyPosition } from '../../ring/index.js';
 
 export interface ReplicationSettings {
@@ -154,10 +154,10 @@ export class Replicator {
     bytes: (it) => it.key.length + it.record.length,
   });
   /** Quorum-read fetches of one turn, one rep.get per peer; each key's answer still encoded. */
-  private readonly gets = new Coalescer<string, Uint8Array | null>({
-    send: async (id, keys) => {
-      const reply = await this.callPeer<{ records: Array<Uint8Array | null> }>(id, 'rep.get', { keys });
-      if (!Array.isArray(reply.records) || reply.records.length !== keys.length) throw new Error('rep.get: malformed reply');
+  private readonly gets = new Coalescer<{ key: string; have: string }, Uint8Array | true | null>({
+    send: async (id, items) => {
+      const reply = await this.callPeer<{ records: Array<Uint8Array | true | null> }>(id, 'rep.get', { keys: items.map((i) => i.key), have: items.map((i) => i.have) });
+      if (!Array.isArray(reply.records) || reply.records.length !== items.length) throw new Error('rep.get: malformed reply');
       return reply.records;
     },
     maxItems: READ_KEYS_PER_CALL,
@@ -414,13 +414,20 @@ export class Replicator {
       const ask = (kr: KeyRead): void => {
         const id = kr.candidates[kr.asked++]!;
         kr.outstanding++;
-        this.gets.add(id, kr.key).then(
-          (bytes) => {
+        // A digest read: the replica answers `true` instead of the record when it holds
+        // exactly the versions this node holds now (the common case), so neither side
+        // encodes, decodes or merges the value.
+        const mine = this.o.kv.raw(kr.key);
+        this.gets.add(id, { key: kr.key, have: mine ? versionTag(mine) : '' }).then(
+          (answer) => {
             let theirs: StoredRecord | undefined;
             let ok = true;
             try {
-              theirs = bytes ? decodeRecord(bytes) : undefined;
-              this.absorb(kr.key, theirs);
+              if (answer === true) theirs = mine;
+              else {
+                theirs = answer ? decodeRecord(answer) : undefined;
+                this.absorb(kr.key, theirs);
+              }
             } catch {
               ok = false; // a record we cannot decode or merge (corrupt clock): that replica did not answer usefully
             }
@@ -522,16 +529,27 @@ export class Replicator {
     return { ok: items.length };
   }
 
-  /** `rep.get`: this node's records (siblings and tombstones included) for keys. */
-  serveGet(body: unknown): { records: Array<Uint8Array | null> } {
-    const keys = (body as { keys?: unknown } | null)?.keys;
+  /**
+   * `rep.get`: this node's records (siblings and tombstones included) for keys. With
+   * `have` (the asker's versionTag per key, '' for none), a record whose tag matches is
+   * answered `true`: the asker already holds exactly these versions.
+   */
+  serveGet(body: unknown): { records: Array<Uint8Array | true | null> } {
+    const b = body as { keys?: unknown; have?: unknown } | null;
+    const keys = b?.keys;
     if (!Array.isArray(keys) || keys.length > 10_000 || !keys.every((k) => typeof k === 'string')) {
       throw Object.assign(new Error('keys must be an array of at most 10000 strings'), { code: 'BAD_REQUEST' });
     }
+    const have = b?.have;
+    if (have !== undefined && (!Array.isArray(have) || have.length !== keys.length || !have.every((h) => typeof h === 'string'))) {
+      throw Object.assign(new Error('have must be an array of strings, one per key'), { code: 'BAD_REQUEST' });
+    }
     return {
-      records: (keys as string[]).map((k) => {
+      records: (keys as string[]).map((k, i) => {
         const r = this.o.kv.raw(k);
-        return r ? encodeRecord(r) : null;
+        if (!r) return null;
+        const h = have === undefined ? '' : (have as string[])[i]!;
+        return h !== '' && h === versionTag(r) ? true : encodeRecord(r);
       }),
     };
   }
@@ -609,6 +627,24 @@ export class Replicator {
       throw e;
     }
   }
+}
+
+/**
+ * Names the versions a record holds: equal on two replicas exactly when sameVersions
+ * holds (timestamp, tombstone and vector clock of each version). A record without
+ * siblings, the common case, is named without building recordDigest's JSON.
+ */
+export function versionTag(r: StoredRecord): string {
+  if (r.siblings?.length) return recordDigest(r);
+  const clock = r.version.clock;
+  const ids = Object.keys(clock).sort();
+  let tag = `${r.version.ts.wallMs}.${r.version.ts.logical}.${r.tombstone ? 1 : 0}`;
+  for (const id of ids) {
+    // Node ids are [A-Za-z0-9._-]; one that is not could make two clocks read alike.
+    if (id.includes('|') || id.includes(':')) return recordDigest(r);
+    tag += `|${id}:${clock[id]}`;
+  }
+  return tag;
 }
 
 function checkItems(body: unknown): WireItem[] {

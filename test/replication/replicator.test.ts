@@ -20,10 +20,10 @@ import type { WireMember } from '../../server/master/core.js';
 import { FailureDetector } from '../../server/replication/failure-detector.js';
 import { HintStore } from '../../server/replication/hints.js';
 import { keyPosition } from '../../ring/index.js';
-import { QuorumError, Replicator, type ReplicationSettings } from '../../server/replication/replicator.js';
+import { QuorumError, Replicator, versionTag, type ReplicationSettings } from '../../server/replication/replicator.js';
 import { compareClocks, sameVersions } from '../../server/replication/versions.js';
 import { MemoryStore } from '../../server/storage/memory-store.js';
-import type { StoredRecord } from '../../server/storage/record.js';
+import { decodeRecord, type StoredRecord } from '../../server/storage/record.js';
 
 beforeAll(async () => {
   await initHash();
@@ -492,6 +492,28 @@ describe('quorum reads', () => {
     await sim.settle();
     expect(a.rep.counters.read_repairs).toBe(1);
     expect(sameVersions(b.kv.raw(key)!, newer)).toBe(true);
+  });
+
+  it('a replica that holds the asker\'s versions answers true instead of its record (digest read)', async () => {
+    const sim = await Sim.start(ids(3), { n: 3, r: 2, w: 3 });
+    const key = 'digest';
+    const [a, b] = sim.pl(key).map((id) => sim.node(id)) as [SimNode, SimNode, SimNode];
+    await set(a, key, 'v1');
+    await sim.settle();
+    const tag = versionTag(a.kv.raw(key)!);
+    expect(b.rep.serveGet({ keys: [key, 'absent'], have: [tag, ''] }).records).toEqual([true, null]);
+    // A different (older or unknown) tag gets the record itself.
+    const answer = b.rep.serveGet({ keys: [key], have: ['1.0.0|x:1'] }).records[0];
+    expect(answer).toBeInstanceOf(Uint8Array);
+    expect(sameVersions(decodeRecord(answer as Uint8Array), a.kv.raw(key)!)).toBe(true);
+    // Without `have` (an older asker) every record is sent whole.
+    expect(b.rep.serveGet({ keys: [key] }).records[0]).toBeInstanceOf(Uint8Array);
+    expect(() => b.rep.serveGet({ keys: [key], have: [] })).toThrow(/have must be/);
+    // A quorum read of an up-to-date key changes nothing and repairs nothing.
+    await a.rep.quorumRead([key]);
+    await sim.settle();
+    expect(a.rep.counters.read_repairs).toBe(0);
+    expect(valueOf(a.kv.raw(key))).toBe('v1');
   });
 
   it('replaces a replica that fails by the next one, without waiting for the hedge', async () => {
