@@ -183,6 +183,8 @@ export class LocalKv {
   /** Bounded: the oldest entries go first (Map keeps insertion order). */
   private readonly meta = new Map<string, MetaState>();
   private sweepCursor: string | undefined;
+  /** Where the sweep goes on in a store's own order (Store.sweepScan). */
+  private sweepSlot = 0;
 
   constructor(private readonly opts: LocalKvOptions) {
     assert(opts.maxItemSize > 0, 'maxItemSize must be positive');
@@ -504,13 +506,26 @@ export class LocalKv {
     const now = this.now();
     const doomed: string[] = [];
     const purgeable = (r: StoredRecord) => now - r.version.ts.wallMs > this.opts.tombstoneGraceMs && r.version.ts.wallMs < (this.hooks.tombstonePurgeBefore?.() ?? Infinity);
-    const last = await this.opts.store.scan(this.sweepCursor, limit, (key, r) => {
+    const visit = (key: string, r: StoredRecord): void => {
       if (r.tombstone) {
         if (purgeable(r)) doomed.push(key);
       } else if ((r.expiresAtMs !== 0 && r.expiresAtMs <= now) || this.isFlushed(r, now)) {
         doomed.push(key);
       }
-    });
+    };
+    // A store with an order of its own (memory) is swept in it: key order would cost it a
+    // pass over every record per page.
+    const store = this.opts.store;
+    let finished: boolean;
+    if (store.sweepScan) {
+      const next = await store.sweepScan(this.sweepSlot, limit, visit);
+      this.sweepSlot = next ?? 0;
+      finished = next === undefined;
+    } else {
+      const last = await store.scan(this.sweepCursor, limit, visit);
+      this.sweepCursor = last;
+      finished = last === undefined;
+    }
     const writes: Promise<void>[] = [];
     // Removing records may remove the newest versions the clock has issued: keep its mark.
     if (doomed.length > 0) await this.opts.store.putMeta('hlc', Buffer.from(JSON.stringify(this.hlc.peek()), 'utf8'));
@@ -529,8 +544,7 @@ export class LocalKv {
       if (p) writes.push(p);
     }
     await Promise.all(writes);
-    this.sweepCursor = last;
-    return last === undefined;
+    return finished;
   }
 
   // ---- internals ---------------------------------------------------------------------

@@ -261,6 +261,26 @@ export class MemoryStore implements Store {
     return keys.length > 0 ? keys[keys.length - 1] : undefined;
   }
 
+  /** Records in slot order (sequential in memory): O(limit) per page, where scan is O(records). */
+  async sweepScan(cursor: number, limit: number, visit: (key: string, r: StoredRecord) => void): Promise<number | undefined> {
+    assert(limit > 0 && Number.isInteger(cursor) && cursor >= 0, 'sweepScan needs a cursor >= 0 and a positive limit');
+    // Keys first: a visit may change the store (slots are reused, items move).
+    const keys: string[] = [];
+    let slot = cursor;
+    for (; slot < this.slotsUsed && keys.length < limit; slot++) {
+      const l = this.links[slot >>> CHUNK_BITS]!;
+      const b = (slot & CHUNK_MASK) << 2;
+      const seg = l[b + L_SEG]!;
+      if (seg === NONE) continue;
+      keys.push(this.codec.key(this.bufs[seg]!, this.views[seg]!, l[b + L_OFF]!));
+    }
+    for (const k of keys) {
+      const s = this.find(k, hashKey(k));
+      if (s !== NONE) visit(k, this.view(s, false));
+    }
+    return slot < this.slotsUsed ? slot : undefined;
+  }
+
   highestTimestamp(): undefined {
     return undefined;
   }

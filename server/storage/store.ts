@@ -39,6 +39,14 @@ export interface Store {
   pending(key: string): Promise<void> | undefined;
   /** Visit up to `limit` records after `afterKey` (exclusive) in key order; returns the last key seen. */
   scan(afterKey: string | undefined, limit: number, visit: (key: string, record: StoredRecord) => void): Promise<string | undefined>;
+  /**
+   * Optional: visit up to `limit` records from `cursor` (0 starts a pass) in the store's
+   * own order, for passes that need every record but no order (the sweep), where key
+   * order would cost a store without one a pass over every record per page. Returns the
+   * next cursor, or undefined once the pass is complete. A record written during a pass
+   * may be visited twice or not at all (the next pass sees it).
+   */
+  sweepScan?(cursor: number, limit: number, visit: (key: string, record: StoredRecord) => void): Promise<number | undefined>;
   stats(): StoreStats;
   /** The newest version timestamp found on open, so a restarted node's clock never goes back. */
   highestTimestamp(): Hlc | undefined;

@@ -401,3 +401,47 @@ describe('MemoryStore compact records', () => {
     expect(s.bytes).toBeGreaterThan(memoryBytes * 0.75);
   });
 });
+
+describe('MemoryStore sweepScan (the sweep, in slot order)', () => {
+  const clock = () => new ManualClock(1_700_000_000_000);
+
+  it('visits every record once per pass, at most limit per page, whatever the page size', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 120 }), fc.integer({ min: 1, max: 50 }), fc.array(fc.nat({ max: 150 }), { maxLength: 40 }), async (n, limit, removed) => {
+        const store = new MemoryStore({ memoryBytes: 64 * 1024 * 1024, clock: clock() });
+        for (let i = 0; i < n; i++) store.put(`k${i}`, rec(`v${i}`));
+        for (const r of removed) store.remove(`k${r}`); // free slots in the middle are skipped
+        const expected = new Set(Array.from({ length: n }, (_, i) => `k${i}`).filter((k) => !removed.includes(Number(k.slice(1)))));
+        const seen: string[] = [];
+        let cursor: number | undefined = 0;
+        for (let pages = 0; cursor !== undefined; pages++) {
+          expect(pages).toBeLessThanOrEqual(n + 1);
+          let page = 0;
+          cursor = await store.sweepScan(cursor, limit, (k, r) => {
+            page++;
+            expect(Buffer.from(r.value).toString('latin1')).toBe(`v${k.slice(1)}`);
+            seen.push(k);
+          });
+          expect(page).toBeLessThanOrEqual(limit);
+        }
+        expect(seen.length).toBe(expected.size);
+        expect(new Set(seen)).toEqual(expected);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('a record that stays through a pass is visited, while others come and go during it', async () => {
+    const store = new MemoryStore({ memoryBytes: 64 * 1024 * 1024, clock: clock() });
+    for (let i = 0; i < 100; i++) store.put(`stay${i}`, rec('s'));
+    const seen = new Set<string>();
+    let cursor: number | undefined = 0;
+    for (let step = 0; cursor !== undefined && step < 1000; step++) {
+      cursor = await store.sweepScan(cursor, 7, (k) => seen.add(k));
+      store.put(`churn${step}`, rec('c'));
+      if (step > 2) store.remove(`churn${step - 2}`);
+    }
+    expect(cursor).toBeUndefined();
+    for (let i = 0; i < 100; i++) expect(seen.has(`stay${i}`)).toBe(true);
+  });
+});
