@@ -80,6 +80,8 @@ const MIN_BUCKETS = 1024;
 const VIEW_CACHE = 128;
 const MAX_SEGMENT_BYTES = 1 << 20;
 const MIN_SEGMENT_BYTES = 4096;
+/** Items from this size on live in a buffer of their own (at most an eighth of a segment). */
+const LARGE_ITEM_BYTES = 16 * 1024;
 /**
  * Segments may hold this much more than memoryBytes: room for the cleaner when values are
  * large beside the per-record overhead. With 100 B values live items are about 70% of the
@@ -160,7 +162,9 @@ export class MemoryStore implements Store {
     let seg = MIN_SEGMENT_BYTES;
     while (seg < MAX_SEGMENT_BYTES && seg * 64 < opts.memoryBytes) seg *= 2;
     this.segmentBytes = seg;
-    this.largeMin = seg / 8;
+    // Values this large get a buffer of their own: get() hands out a view instead of a copy
+    // (such a buffer is never reused), and segments are not churned by a few big items.
+    this.largeMin = Math.min(seg / 8, LARGE_ITEM_BYTES);
     this.physicalCap = Math.max(Math.ceil(opts.memoryBytes * PHYSICAL_FACTOR), 2 * seg);
   }
 

@@ -276,6 +276,14 @@ const retrieval: ConformanceCase[] = [
     `set ${k('a')} 1 0 1\r\na\r\nset ${k('b')} 2 0 2\r\nbb\r\n`,
     `gets ${k('a')} ${k('miss')} ${k('b')} ${k('a')}\r\n`,
   ]),
+  requests('multi-get of large values: one reply past 64 KiB, byte for byte', (k) => {
+    const big = (n: number, seed: number) => Array.from({ length: n }, (_, i) => String.fromCharCode(97 + ((i * 7 + seed) % 26))).join('');
+    return [
+      `set ${k('a')} 5 0 100000\r\n${big(100_000, 1)}\r\nset ${k('b')} 6 0 200000\r\n${big(200_000, 2)}\r\n`,
+      `get ${k('a')} ${k('b')} ${k('miss')} ${k('a')}\r\n`,
+      `get ${k('a')}\r\nget ${k('b')}\r\nmg ${k('a')} v f\r\n`,
+    ];
+  }),
   requests('get of only misses -> END', (k) => [`get ${k('x')} ${k('y')} ${k('z')}\r\n`]),
   requests('get and gets with no key -> ERROR', () => [`get\r\n`, `gets\r\n`, `get \r\n`]),
   requests('multi-get with one over-long key -> only one error line', (k) => [

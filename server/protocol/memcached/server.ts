@@ -69,6 +69,9 @@ const BUSY_BLOCK = Buffer.from(MC_BUSY.repeat(BUSY_RUN), 'latin1');
 /** Idle time before TCP keepalive probes a silent peer. */
 const KEEPALIVE_MS = 60_000;
 
+/** Replies of one turn up to this size are copied into one buffer; larger ones are written as they are. */
+const CONCAT_MAX_BYTES = 64 * 1024;
+
 function replyBytes(parts: Array<string | Buffer>): Buffer {
   let size = 0;
   for (const p of parts) size += typeof p === 'string' ? p.length : p.length;
@@ -329,9 +332,20 @@ class Connection {
       this.outBytes += pushReply(this.out, this.queue.shift()!.reply!);
     }
     if (this.out.length > 0 && !this.closed) {
-      const bytes = replyBytes(this.out);
-      this.counters.bytes_written += bytes.length;
-      if (!this.socket.write(bytes)) this.pause();
+      let ok: boolean;
+      if (this.outBytes <= CONCAT_MAX_BYTES) {
+        const bytes = replyBytes(this.out);
+        this.counters.bytes_written += bytes.length;
+        ok = this.socket.write(bytes);
+      } else {
+        // Large values go out as they are (one writev), not copied into one buffer first.
+        this.counters.bytes_written += this.outBytes;
+        this.socket.cork();
+        ok = true;
+        for (const p of this.out) ok = (typeof p === 'string' ? this.socket.write(p, 'latin1') : this.socket.write(p)) && ok;
+        this.socket.uncork();
+      }
+      if (!ok) this.pause();
       if (this.socket.writableLength > this.opts.maxConnReplyBytes) this.pause();
     }
     this.out = [];
