@@ -190,18 +190,7 @@ export class ItemCodec {
     }
     const bits = buf[off + H_BITS]!;
     const version = { clock, ts: { wallMs: dv.getFloat64(off + H_WALL, true), logical: dv.getUint16(off + H_LOGICAL, true) } };
-    if ((bits & BIT_SIBLINGS) === 0) {
-      return {
-        value,
-        flags: dv.getUint32(off + H_FLAGS, true),
-        expiresAtMs: dv.getFloat64(off + H_EXPIRES, true),
-        version,
-        tombstone: (bits & BIT_TOMBSTONE) !== 0,
-        fetched: (bits & BIT_FETCHED) !== 0,
-        accessedMs: dv.getFloat64(off + H_ACCESSED, true),
-      };
-    }
-    return {
+    const record: StoredRecord = {
       value,
       flags: dv.getUint32(off + H_FLAGS, true),
       expiresAtMs: dv.getFloat64(off + H_EXPIRES, true),
@@ -209,8 +198,10 @@ export class ItemCodec {
       tombstone: (bits & BIT_TOMBSTONE) !== 0,
       fetched: (bits & BIT_FETCHED) !== 0,
       accessedMs: dv.getFloat64(off + H_ACCESSED, true),
-      siblings: this.readSiblings(buf, p + valueLength, off + dv.getUint32(off + H_LENGTH, true)),
     };
+    if ((bits & BIT_SIBLINGS) === 0) return record;
+    // Siblings are rare: a second object, so the common record has no `siblings` slot.
+    return { ...record, siblings: this.readSiblings(buf, p + valueLength, off + dv.getUint32(off + H_LENGTH, true)) };
   }
 
   /** Does the item at `off` have the key `key`? */
