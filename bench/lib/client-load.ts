@@ -36,6 +36,7 @@ import { makeKeyChooser, makeRng, type KeyDist } from './keys.js';
 import { loadLimits, runJsonChild, type ChildOptions } from './loadgen.js';
 import { openLoopLimits, type LatencySummaryMs } from './openloop.js';
 import { repoRoot } from './servers.js';
+import { workloadArgs } from './workload-args.js';
 
 export type ClientLoadMode = 'closed' | 'open';
 
@@ -704,17 +705,10 @@ export function clientLoadArgs(s: ClientLoadSettings): string[] {
     '--rate', String(s.rate),
     '--tick-ms', String(s.tickMs),
     '--inflight-max', String(s.inflightMax),
-    '--get-ratio', String(s.getRatio),
-    '--keys', String(s.keys),
-    '--value-size', String(s.valueSize),
-    '--dist', s.dist,
-    '--zipf-s', String(s.zipfS),
-    '--warmup-s', String(s.warmupS),
-    '--duration-s', String(s.durationS),
+    ...workloadArgs(s),
     '--max-requests', String(s.maxRequests),
     '--preload-shard', String(s.preloadShard),
     '--preload-shards', String(s.preloadShards),
-    '--seed', String(s.seed),
     '--timeout-ms', String(s.timeoutMs),
     '--pool-size', String(s.poolSize),
     ...(s.preload ? [] : ['--no-preload']),

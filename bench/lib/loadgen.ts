@@ -26,6 +26,7 @@ import { assert } from '../../server/util/assert.js';
 import { Histogram, type HistogramSnapshot } from './histogram.js';
 import { makeKeyChooser, makeRng, type KeyDist } from './keys.js';
 import { repoRoot } from './servers.js';
+import { workloadArgs } from './workload-args.js';
 
 export interface LoadSettings {
   host: string;
@@ -667,15 +668,8 @@ export function loadArgs(s: LoadSettings): string[] {
     '--port', String(s.port),
     '--conns', String(s.conns),
     '--depth', String(s.depth),
-    '--get-ratio', String(s.getRatio),
-    '--keys', String(s.keys),
-    '--value-size', String(s.valueSize),
-    '--dist', s.dist,
-    '--zipf-s', String(s.zipfS),
-    '--warmup-s', String(s.warmupS),
-    '--duration-s', String(s.durationS),
+    ...workloadArgs(s),
     '--max-requests', String(s.maxRequests),
-    '--seed', String(s.seed),
     ...(s.preload ? [] : ['--no-preload']),
     ...(s.timeline ? ['--timeline'] : []),
     ...(s.startAtMs !== undefined ? ['--start-at-ms', String(Math.round(s.startAtMs))] : []),

@@ -48,6 +48,7 @@ import {
   type RequestBlobs,
 } from './loadgen.js';
 import { repoRoot } from './servers.js';
+import { workloadArgs } from './workload-args.js';
 
 export type OpenLoopMode = 'open' | 'closed';
 
@@ -821,14 +822,7 @@ export function openLoopArgs(s: OpenLoopSettings): string[] {
     '--rate', String(s.rate),
     '--conns', String(s.conns),
     '--depth', String(s.depth),
-    '--get-ratio', String(s.getRatio),
-    '--keys', String(s.keys),
-    '--value-size', String(s.valueSize),
-    '--dist', s.dist,
-    '--zipf-s', String(s.zipfS),
-    '--warmup-s', String(s.warmupS),
-    '--duration-s', String(s.durationS),
-    '--seed', String(s.seed),
+    ...workloadArgs(s),
     '--tick-ms', String(s.tickMs),
     '--backlog-max', String(s.backlogMax),
     ...(s.preload ? [] : ['--no-preload']),
