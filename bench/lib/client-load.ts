@@ -36,11 +36,12 @@ import { makeKeyChooser, makeRng, type KeyDist } from './keys.js';
 import { loadLimits, runJsonChild, type ChildOptions } from './loadgen.js';
 import { openLoopLimits, type LatencySummaryMs } from './openloop.js';
 import { repoRoot } from './servers.js';
-import { workloadArgs } from './workload-args.js';
+import { workloadArgs, type Workload } from './workload-args.js';
+import { addWorkloadMixOptions } from './workload-cli.js';
 
 export type ClientLoadMode = 'closed' | 'open';
 
-export interface ClientLoadSettings {
+export interface ClientLoadSettings extends Workload {
   /** The lease master's RPC address, host:port. */
   master: string;
   mode: ClientLoadMode;
@@ -52,22 +53,12 @@ export interface ClientLoadSettings {
   tickMs: number;
   /** Open mode: requests in flight at most; a due request beyond it is dropped (counted). */
   inflightMax: number;
-  /** Fraction of requests that are gets; the rest are sets. */
-  getRatio: number;
-  /** Keys are `key:0` .. `key:<keys-1>`. */
-  keys: number;
-  valueSize: number;
-  dist: KeyDist;
-  zipfS: number;
-  warmupS: number;
-  durationS: number;
   /** Closed mode: the window ends after this many replies if that comes first. */
   maxRequests: number;
   preload: boolean;
   /** This process preloads the keys k with k mod preloadShards = preloadShard. */
   preloadShard: number;
   preloadShards: number;
-  seed: number;
   /** RingClient's timeoutMs: the deadline of each request, retries included. */
   timeoutMs: number;
   /** RingClient's poolSize: RPC connections per node. */
@@ -645,21 +636,15 @@ export const clientLoadCliPath = path.join(repoRoot, 'dist', 'bench', 'client-lo
 export function clientLoadCommand(): Command {
   const d = defaultClientLoadSettings;
   const L = clientLoadLimits;
-  return new Command('client-load')
+  const cmd = new Command('client-load')
     .description('ringkv load generator through the TypeScript client (RingClient): closed loop (--concurrency) or open loop (--rate)')
     .requiredOption('--master <host:port>', "the lease master's RPC address")
     .addOption(new Option('--mode <mode>', 'closed: --concurrency in flight; open: --rate ops/s at fixed times').choices(['closed', 'open']).default(d.mode))
     .option('--concurrency <n>', 'requests in flight (closed mode)', intArg(1, L.concurrencyMax), d.concurrency)
     .option('--rate <ops>', 'offered load, requests per second (open mode)', numberArg(0.001, L.rateMax), d.rate)
     .option('--tick-ms <ms>', 'scheduler period, ms (open mode)', numberArg(1, L.tickMsMax), d.tickMs)
-    .option('--inflight-max <n>', 'requests in flight at most; due ones beyond are dropped and counted (open mode)', intArg(1, L.inflightMaxMax), d.inflightMax)
-    .option('--get-ratio <r>', 'fraction of requests that are gets (rest are sets)', numberArg(0, 1), d.getRatio)
-    .option('--keys <n>', 'key space size (key:0 .. key:<n-1>)', intArg(1, L.keysMax), d.keys)
-    .option('--value-size <bytes>', 'value size', intArg(0, L.valueSizeMax), d.valueSize)
-    .addOption(new Option('--dist <dist>', 'key distribution').choices(['uniform', 'zipf']).default(d.dist))
-    .option('--zipf-s <s>', 'Zipf exponent', numberArg(0.01, 5), d.zipfS)
-    .option('--warmup-s <s>', 'unrecorded warm-up, seconds', numberArg(0, L.durationSMax), d.warmupS)
-    .option('--duration-s <s>', 'measured window, seconds', numberArg(0.1, L.durationSMax), d.durationS)
+    .option('--inflight-max <n>', 'requests in flight at most; due ones beyond are dropped and counted (open mode)', intArg(1, L.inflightMaxMax), d.inflightMax);
+  return addWorkloadMixOptions(cmd, d, L)
     .option('--max-requests <n>', 'end the window after this many replies (closed mode)', intArg(1, Number.MAX_SAFE_INTEGER), d.maxRequests)
     .option('--no-preload', 'skip setting every key (of this shard) before the run')
     .option('--preload-shard <i>', 'preload only keys k with k mod --preload-shards = i', intArg(0, L.preloadShardsMax - 1), d.preloadShard)

@@ -24,36 +24,21 @@ import net from 'node:net';
 import path from 'node:path';
 import { assert } from '../../server/util/assert.js';
 import { Histogram, type HistogramSnapshot } from './histogram.js';
-import { makeKeyChooser, makeRng, type KeyDist } from './keys.js';
+import { makeKeyChooser, makeRng } from './keys.js';
 import { repoRoot } from './servers.js';
-import { workloadArgs } from './workload-args.js';
+import { workloadArgs, type Workload } from './workload-args.js';
 
-export interface LoadSettings {
+export interface LoadSettings extends Workload {
   host: string;
   port: number;
   /** TCP connections to open. */
   conns: number;
   /** Requests kept in flight per connection (pipeline depth); 1 = request/response. */
   depth: number;
-  /** Fraction of requests that are `get`; the rest are `set`. */
-  getRatio: number;
-  /** Size of the key space: keys are `key:0` .. `key:<keys-1>`. */
-  keys: number;
-  /** Bytes per value, for preload and for every set. */
-  valueSize: number;
-  dist: KeyDist;
-  /** Zipf exponent, used when dist = zipf. */
-  zipfS: number;
-  /** Unrecorded load before the measured window, seconds. */
-  warmupS: number;
-  /** Length of the measured window, seconds. */
-  durationS: number;
   /** Upper bound on replies counted in the measured window (the run stops there). */
   maxRequests: number;
   /** Set every key once before the warm-up so gets hit. */
   preload: boolean;
-  /** Seed of the key and operation sequence. */
-  seed: number;
   /** Also report per-second samples of the measured window (`LoadReport.timeline`). Off when absent. */
   timeline?: boolean;
   /**
