@@ -59,6 +59,7 @@ function debugRecord(key: string, r: StoredRecord, hintFor: string | null): Reco
 function clusterStats(m: ClusterMembership): Record<string, number | string> {
   const h = m.hints.stats();
   const rc = m.replicator.counters;
+  const batching = m.replicator.batching();
   const ae = m.antiEntropy.counters;
   return {
     cluster_leases_held: m.owner.leases().length,
@@ -71,6 +72,11 @@ function clusterStats(m: ClusterMembership): Record<string, number | string> {
     quorum_failures: rc.quorum_failures,
     read_repairs: rc.read_repairs,
     coordinated_for_down_owner: rc.coordinated_for_down_owner,
+    // Replica traffic coalesced per peer per turn: items per call is the batching reached.
+    replica_put_calls: batching.putCalls,
+    replica_put_items: batching.putItems,
+    replica_get_calls: batching.getCalls,
+    replica_get_keys: batching.getKeys,
     hints_held: h.entries,
     hints_bytes: h.bytes,
     hints_stored: rc.hints_stored,

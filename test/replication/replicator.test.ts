@@ -266,6 +266,19 @@ describe('writes', () => {
     for (const n of sim.nodes.values()) expect(n.hints.targets()).toEqual([]);
   });
 
+  it('coalesces the replica writes of one turn into one rep.put per peer', async () => {
+    const sim = await Sim.start(ids(3), { n: 3, w: 2 });
+    const a = sim.node('n1');
+    const calls = sim.log.length;
+    // Ten writes started in one turn: every other node is on every key's list (N=3 of 3).
+    await Promise.all(Array.from({ length: 10 }, (_, i) => set(a, `batch-${i}`, `v${i}`)));
+    await sim.settle();
+    const puts = sim.log.slice(calls).filter((c) => c.type === 'rep.put');
+    expect(puts.map((c) => c.to).sort()).toEqual(['n2', 'n3']);
+    expect(a.rep.batching()).toMatchObject({ putCalls: 2, putItems: 20 });
+    for (let i = 0; i < 10; i++) for (const id of ['n2', 'n3']) expect(valueOf(sim.node(id).kv.raw(`batch-${i}`))).toBe(`v${i}`);
+  });
+
   it('acknowledges after W copies: W=2 of 3 resolves while one replica hangs', async () => {
     const sim = await Sim.start(ids(3), { n: 3, w: 2 });
     const key = 'hang-one';
