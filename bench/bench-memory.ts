@@ -25,7 +25,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { intArg, numberArg, parseBenchOptions, runBench, type BenchOptions } from './lib/cli.js';
 import { defaultLoadSettings, runLoadInChild, type LoadReport } from './lib/loadgen.js';
-import { loopProbeEnv, type LoopSample } from './lib/loop-probe.js';
+import { loopProbeEnv, readLoopSamples } from './lib/loop-probe.js';
 import { cellText, cliBuilt, commandLine, commitInfo, fixed, machineInfo, machineText, markdownTable, publishResults, resultsBase, resultsTitle } from './lib/report.js';
 import { repoRoot, ServerSet, startMemcached, startRingkv, type RunningServer } from './lib/servers.js';
 import { barChart } from './lib/svg-plot.js';
@@ -155,17 +155,6 @@ function readStats(server: RunningServer): Promise<Stats> {
     socket.once('error', (e) => done(e));
     socket.once('close', () => done(new Error(`stats: connection closed (${text.length} bytes read)`)));
   });
-}
-
-function readLoopSamples(file: string): LoopSample[] {
-  try {
-    return readFileSync(file, 'utf8')
-      .split('\n')
-      .filter((l) => l.trim().length > 0)
-      .map((l) => JSON.parse(l) as LoopSample);
-  } catch {
-    return [];
-  }
 }
 
 const probePath = path.join(repoRoot, 'dist', 'bench', 'lib', 'loop-probe.js');

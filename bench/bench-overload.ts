@@ -22,7 +22,7 @@
 // passing for a server figure.
 //
 //   node dist/bench/bench-overload.js [--quick] [--storage level|memory] [--node-args "--max-inflight 2000"]
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,7 +30,7 @@ import { performance } from 'node:perf_hooks';
 import { InvalidArgumentError } from 'commander';
 import { benchCommand, intArg, numberArg, parseBenchOptions, runBench, type BenchOptions } from './lib/cli.js';
 import { cpuSample, cpuShare, type CpuSample } from './lib/cpu-share.js';
-import { loopProbeEnv, type LoopSample } from './lib/loop-probe.js';
+import { loopProbeEnv, readLoopSamples } from './lib/loop-probe.js';
 import { defaultOpenLoopSettings, runOpenLoopInChild, type OpenLoopReport, type OpenLoopSettings } from './lib/openloop.js';
 import { cellText, cliBuilt, commandLine, commitInfo, fixed, machineInfo, machineText, markdownTable, publishResults, resultsBase, resultsTitle } from './lib/report.js';
 import { repoRoot, ServerSet, startMemcached, startRingkv, type RunningServer } from './lib/servers.js';
@@ -356,18 +356,6 @@ function quantile(xs: number[], q: number): number | undefined {
   if (!xs.length) return undefined;
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
-}
-
-function readLoopSamples(file: string | undefined): LoopSample[] {
-  if (!file) return [];
-  try {
-    return readFileSync(file, 'utf8')
-      .split('\n')
-      .filter((l) => l.trim().length > 0)
-      .map((l) => JSON.parse(l) as LoopSample);
-  } catch {
-    return [];
-  }
 }
 
 function signalsOf(r: OpenLoopReport, loopFile: string | undefined, cpu: CpuSampler): ServerSignals {

@@ -11,7 +11,7 @@
 // and V8 heap at the sample. The timer is unref'd, so the probe never keeps a process alive;
 // one small synchronous append per interval is its whole cost. Without the variable it does
 // nothing.
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 
 export interface LoopSample {
@@ -26,6 +26,19 @@ export interface LoopSample {
 
 export const loopProbeEnv = 'RINGKV_LOOP_PROBE_FILE';
 export const loopProbeIntervalMs = 200;
+
+/** The samples a probe wrote to `file` (the bench's side); none when there is no file or it cannot be read. */
+export function readLoopSamples(file: string | undefined): LoopSample[] {
+  if (!file) return [];
+  try {
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim().length > 0)
+      .map((l) => JSON.parse(l) as LoopSample);
+  } catch {
+    return [];
+  }
+}
 
 const file = process.env[loopProbeEnv];
 if (file) {
