@@ -77,6 +77,9 @@ export function addNodeOptions(cmd: Command): Command {
     .option('--forward-timeout-ms <ms>', 'deadline of one request forwarded to an owner', intIn('--forward-timeout-ms', 10, 600_000), defaults.forwardTimeoutMs)
     .option('--unavailable-ms <ms>', 'how long a request waits for an owner before SERVER_ERROR unavailable', intIn('--unavailable-ms', 10, 600_000), defaults.unavailableMs)
     .option('--stream-mb-per-s <n>', 'rate of the data transfer when this node joins or leaves, MiB/s', intIn('--stream-mb-per-s', 1, 100_000), defaults.streamMbPerS)
+    .option('--transfer-stall-ms <ms>', 'a transfer call with no progress this long is retried, from another replica when one exists', intIn('--transfer-stall-ms', 100, 3_600_000), defaults.transferStallMs)
+    .option('--transfer-concurrency <n>', 'range streams a joining node runs at once (the rest queue)', intIn('--transfer-concurrency', 1, 64), defaults.transferConcurrency)
+    .option('--rpc-advertise <host:port>', 'the RPC address other nodes are told to use (default: host and rpc port)', address)
     .option('--debug-faults', 'accept fault injection over HTTP (PUT /debug/partition); for tests only')
     .addOption(logLevelOption());
 }
@@ -112,6 +115,9 @@ export function nodeConfig(o: Record<string, unknown>): NodeConfig {
     unavailableMs: o.unavailableMs as number,
     debugFaults: o.debugFaults === true,
     streamMbPerS: o.streamMbPerS as number,
+    transferStallMs: o.transferStallMs as number,
+    transferConcurrency: o.transferConcurrency as number,
+    ...(o.rpcAdvertise !== undefined ? { rpcAdvertise: String(o.rpcAdvertise) } : {}),
     logLevel: o.logLevel as LogLevel,
     ...(o.renewMs !== undefined ? { renewMs: o.renewMs as number } : {}),
     ...(o.driftMs !== undefined ? { driftMs: o.driftMs as number } : {}),

@@ -80,6 +80,16 @@ export interface NodeConfig {
   debugFaults: boolean;
   /** Rate of a join's or a leave's data transfer, MiB per second. */
   streamMbPerS: number;
+  /**
+   * A transfer call (a page of a moving range, a push to a new replica) that makes no
+   * progress for this long is abandoned and retried, from another replica of the range
+   * when one exists.
+   */
+  transferStallMs: number;
+  /** Range streams a joining node runs at once (Riak's handoff_concurrency); the rest queue. */
+  transferConcurrency: number;
+  /** The RPC address other nodes are told (behind a proxy or NAT); default host:rpcPort. */
+  rpcAdvertise?: string;
   /** Structured logs (JSON lines on stderr) at this level and above. */
   logLevel: LogLevel;
 }
@@ -119,6 +129,8 @@ export const defaults: NodeConfig = {
   replicaTimeoutMs: 1_000,
   debugFaults: false,
   streamMbPerS: 64,
+  transferStallMs: 10_000,
+  transferConcurrency: 2,
   logLevel: envLogLevel() ?? 'info',
 };
 

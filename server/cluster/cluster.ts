@@ -169,10 +169,13 @@ export async function startClusterMembership(
     store,
     hints,
     members: () => table.members,
-    callPeer: (id, type, body) => replicator.callPeer(id, type, body),
+    callPeer: (id, type, body, timeoutMs) => replicator.callPeer(id, type, body, timeoutMs),
     callMaster: (type, body) => master.call(type, body, { timeoutMs: cfg.forwardTimeoutMs }),
     refresh: () => refresh(),
     mbPerS: cfg.streamMbPerS,
+    stallMs: cfg.transferStallMs,
+    concurrency: cfg.transferConcurrency,
+    warn: (fields, message) => log.warn(fields, message),
     now: () => clock.now(),
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
   });
@@ -201,7 +204,10 @@ export async function startClusterMembership(
     progressTimer.unref();
     log.info({ move: what }, `${what} transfer started`);
     moving = run()
-      .then(() => log.info({ move: what, ...transfers.progress() }, `${what} transfer finished`))
+      .then(() => {
+        const p = transfers.progress();
+        log.info({ move: what, keys: p?.keys, bytes: p?.bytes, ranges: p?.ranges?.length, retries: p?.retries }, `${what} transfer finished`);
+      })
       .catch((e: unknown) => {
         log.error({ move: what, err: errText(e) }, `${what} failed`);
       })
@@ -280,6 +286,8 @@ export async function startClusterMembership(
   rpc.handle('rep.get', async (body: unknown) => replicator.serveGet(body));
   rpc.handle('ping', async () => ({}));
   rpc.handle('stream.scan', (body: unknown) => transfers.serveScan(body));
+  rpc.handle('stream.digest', (body: unknown) => transfers.serveDigest(body));
+  rpc.handle('stream.diff', (body: unknown) => transfers.serveDiff(body));
   for (const type of ['ae.roots', 'ae.leaves', 'ae.keys'] as const) rpc.handle(type, (body: unknown) => antiEntropy.handle(type, body));
   rpc.handle('revoke', async (body: unknown) => owner.revoke((body as { leases: WireLease[] }).leases));
   const rpcPort = await rpc.listen();
@@ -336,7 +344,7 @@ export async function startClusterMembership(
     },
     async join(addrs) {
       // join: a node new to a running cluster copies its data in before it takes ranges.
-      const info = { id: cfg.id, ...(cfg.zone ? { zone: cfg.zone } : {}), addrs: { ...addrs, rpc: `${cfg.host}:${rpcPort}` }, join: true };
+      const info = { id: cfg.id, ...(cfg.zone ? { zone: cfg.zone } : {}), addrs: { ...addrs, rpc: cfg.rpcAdvertise ?? `${cfg.host}:${rpcPort}` }, join: true };
       await owner.start(info);
       await refresh();
       timer = setInterval(() => {

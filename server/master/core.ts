@@ -105,6 +105,50 @@ export interface WireTransfer {
   /** Seconds left at that rate, when known. */
   readonly etaS?: number;
   readonly done: boolean;
+  /** Where the move as a whole is (the least advanced of its ranges). */
+  readonly state?: RangeMoveState;
+  /** Failed or stalled calls retried, over the whole move (a restarted node counts from 0). */
+  readonly retries?: number;
+  /** Every moving range (absent in reports of nodes older than the field). */
+  readonly ranges?: readonly WireRangeMove[];
+}
+
+/**
+ * The life of one moving range: queued (waiting for a stream slot), streaming (ordered
+ * pages from its source), catching-up (compared with its other replicas, differences
+ * pulled), flipping (the data is in place; waiting for the master to change the ring
+ * and the leases), done; failed (the move stopped with an error; it starts again).
+ */
+export type RangeMoveState = 'queued' | 'streaming' | 'catching-up' | 'flipping' | 'done' | 'failed';
+export const RANGE_MOVE_STATES: readonly RangeMoveState[] = ['queued', 'streaming', 'catching-up', 'flipping', 'done', 'failed'];
+
+/**
+ * Why a moving range is not moving right now: throttle (held to --stream-mb-per-s),
+ * concurrency (no stream slot free yet), source-down / source-busy (its source does not
+ * answer, or answers busy: retried, from another replica when one exists), receiver-down /
+ * receiver-busy (the same for the node receiving a leave's records), lease-pending (the
+ * master has not flipped the ring yet).
+ */
+export type RangeMoveWait = 'throttle' | 'concurrency' | 'source-down' | 'source-busy' | 'receiver-down' | 'receiver-busy' | 'lease-pending';
+export const RANGE_MOVE_WAITS: readonly RangeMoveWait[] = ['throttle', 'concurrency', 'source-down', 'source-busy', 'receiver-down', 'receiver-busy', 'lease-pending'];
+
+/** One moving range (start, end] (ring positions as 16 hex digits), as its receiver or sender reports it. */
+export interface WireRangeMove {
+  readonly start: string;
+  readonly end: string;
+  /** The node streaming it now (a join: one current replica; a leave: the leaver). */
+  readonly source: string;
+  readonly target: string;
+  readonly state: RangeMoveState;
+  /** Records and bytes of this range moved so far (re-sent ones included). */
+  readonly keys: number;
+  readonly bytes: number;
+  readonly rateBytesPerS: number;
+  /** Failed or stalled calls of this range retried (a switch to another source is one). */
+  readonly retries: number;
+  readonly waiting?: RangeMoveWait;
+  /** The last failure, while it matters (retrying, or failed). */
+  readonly error?: string;
 }
 
 export interface TableChange {

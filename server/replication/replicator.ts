@@ -222,6 +222,11 @@ export class Replicator {
     return ring.preferenceList(pos, s.n);
   }
 
+  /** N, the copies of each key (undefined before the first table arrives). */
+  replicaCount(): number | undefined {
+    return this.o.settings()?.n;
+  }
+
   /** The key's preference list in the next ring (equal to preferenceList unless a node joins or leaves). */
   nextPreferenceList(pos: bigint): string[] {
     const ring = this.nextRing();
@@ -612,12 +617,12 @@ export class Replicator {
     return { putCalls: this.puts.counters.calls, putItems: this.puts.counters.items, getCalls: this.gets.counters.calls, getKeys: this.gets.counters.items };
   }
 
-  /** A call to a peer by id, feeding the failure detector. */
-  async callPeer<T>(id: string, type: string, body: unknown): Promise<T> {
+  /** A call to a peer by id, feeding the failure detector; the deadline is --replica-timeout-ms unless given. */
+  async callPeer<T>(id: string, type: string, body: unknown, timeoutMs = this.o.replicaTimeoutMs): Promise<T> {
     const m = this.o.members().get(id);
     if (!m) throw new QuorumError(`unknown node ${id}`);
     try {
-      const r = await this.o.call<T>(m.addrs.rpc, type, body, this.o.replicaTimeoutMs);
+      const r = await this.o.call<T>(m.addrs.rpc, type, body, timeoutMs);
       this.o.fd.answered(id);
       return r;
     } catch (e) {

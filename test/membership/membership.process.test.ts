@@ -284,7 +284,7 @@ describe('live membership (processes)', () => {
         const since = Date.now();
         const node = track(await startTestNode(master, id, { renewMs, nodeArgs: nodeArgs({ streamMbPerS: 1 }), storage }));
         byId.set(id, node);
-        let progress: { fraction: number; keys: number; done: boolean } | undefined;
+        let progress: { fraction: number; keys: number; done: boolean; ranges?: readonly unknown[] } | undefined;
         let joiningSeen = false;
         await until(
           master,
@@ -313,7 +313,7 @@ describe('live membership (processes)', () => {
         const stdout = captureStdout(node);
         const r = await request(master.httpPort!, 'POST', `/cluster/members/${id}/leave`);
         expect(r.status, `POST leave ${id}: ${r.body.toString('utf8')}`).toBe(202);
-        let progress: unknown;
+        let progress: { ranges?: readonly unknown[] } | undefined;
         await until(
           master,
           (v) => {
@@ -324,7 +324,7 @@ describe('live membership (processes)', () => {
           30_000,
         );
         mark(`leave ${id}: left`, since);
-        leaves.push(`leave ${id}: last progress while handing out: ${JSON.stringify(progress)}`);
+        leaves.push(`leave ${id}: last progress while handing out: ${JSON.stringify(progress ? { ...progress, ranges: progress.ranges?.length } : progress)}`);
         const code = await exitOf(node, 30_000);
         mark(`leave ${id}: process exited`, since);
         expect(code, `${id} exits 0 once it has left; stderr: ${node.stderr().slice(-2000)}`).toBe(0);
@@ -367,7 +367,7 @@ describe('live membership (processes)', () => {
               (j) =>
                 `join ${j.id}: holds ${j.items} of ${allKeys.length} keys (${((100 * j.items) / allKeys.length).toFixed(1)}%), ` +
                 `ring/ predicts ${j.predicted} (${((100 * j.predicted) / allKeys.length).toFixed(1)}%): off by ${((100 * (j.items - j.predicted)) / j.predicted).toFixed(2)}%; ` +
-                `stream_keys_in ${j.keysIn}; seen joining: ${j.joiningSeen}, last progress while copying: ${JSON.stringify(j.progress)}`,
+                `stream_keys_in ${j.keysIn}; seen joining: ${j.joiningSeen}, last progress while copying: ${JSON.stringify(j.progress ? { ...j.progress, ranges: j.progress.ranges?.length } : j.progress)}`,
             )
             .join('\n  ') +
           `\n  ${leaves.join('\n  ')}` +
