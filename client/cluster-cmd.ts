@@ -18,6 +18,7 @@ import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { RpcClient, RpcRemoteError } from '../server/protocol/rpc/index.js';
 import { addNodeOptions, intIn, nodeConfig, nodeId, runNode } from './node-cmd.js';
+import { RANGE_MOVE_STATES, type RangeMoveWait } from '../server/master/core.js';
 import { formatTransfer, mib, parseView, splitHostPort, VIEW_TIMEOUT_MS, type ViewMember, type ViewTransfer } from './status.js';
 
 const EXIT_USAGE = 2;
@@ -49,13 +50,39 @@ export interface MemberProgress {
 
 const NOTHING_YET: ViewTransfer = { direction: 'out', keys: 0, bytes: 0, fraction: 0, rateBytesPerS: 0, done: false };
 
-/** One plain progress line: "n4 leaving: 52% 1234 keys 5.1 MiB 3.2 MiB/s eta 4s". */
+/**
+ * Why the move is held up: the waiting reason of its least advanced range among those that
+ * wait (failed ones first: they start again), or undefined when none waits.
+ */
+export function moveWaiting(t: Pick<ViewTransfer, 'ranges' | 'done'>): RangeMoveWait | undefined {
+  if (t.done) return undefined;
+  let best: { rank: number; waiting: RangeMoveWait } | undefined;
+  for (const r of t.ranges ?? []) {
+    if (r.waiting === undefined || r.state === 'done') continue;
+    const rank = r.state === 'failed' ? -1 : RANGE_MOVE_STATES.indexOf(r.state);
+    if (best === undefined || rank < best.rank) best = { rank, waiting: r.waiting };
+  }
+  return best?.waiting;
+}
+
+/** What follows the numbers: " retries 3" when any, " waiting source-down" while a range waits. */
+function retriesAndWaiting(t: ViewTransfer, finished: boolean): string {
+  const retries = t.retries !== undefined && t.retries > 0 ? ` retries ${t.retries}` : '';
+  const waiting = finished ? undefined : moveWaiting(t);
+  return `${retries}${waiting !== undefined ? ` waiting ${waiting}` : ''}`;
+}
+
+/**
+ * One plain progress line: "n4 leaving: 52% 1234 keys 5.1 MiB 3.2 MiB/s eta 4s", then
+ * " retries N" when calls were retried and " waiting <reason>" while a range waits.
+ */
 export function progressLine(p: MemberProgress): string {
   const t = p.transfer ?? NOTHING_YET;
   // Left: the data is handed over; only the leases are still being recalled.
-  const shown = p.status === 'left' || p.status === 'up' ? { ...t, fraction: 1, done: true } : t;
+  const finished = p.status === 'left' || p.status === 'up';
+  const shown = finished ? { ...t, fraction: 1, done: true } : t;
   const pieces = p.status === 'left' && p.pieces > 0 ? ` (${p.pieces} ${p.pieces === 1 ? 'piece' : 'pieces'} to hand over)` : '';
-  return `${p.id} ${p.status}: ${formatTransfer(shown)}${pieces}`;
+  return `${p.id} ${p.status}: ${formatTransfer(shown)}${pieces}${retriesAndWaiting(shown, finished)}`;
 }
 
 // ---- showing progress --------------------------------------------------------------------
@@ -133,7 +160,7 @@ class BarDisplay implements ProgressDisplay {
       mib: mib(t.bytes),
       rate: mib(t.rateBytesPerS),
       etaText: t.etaS !== undefined && !finished ? `${Math.round(t.etaS)}s` : '-',
-      extra: p.status === 'left' && p.pieces > 0 ? ` | ${p.pieces} pieces to hand over` : '',
+      extra: `${p.status === 'left' && p.pieces > 0 ? ` | ${p.pieces} pieces to hand over` : ''}${retriesAndWaiting(t, finished)}`,
     };
     const value = Math.round(fraction * BarDisplay.TOTAL);
     if (!this.started) {
@@ -192,9 +219,12 @@ class MasterLink {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const oneLine = (e: unknown): string => (e instanceof Error ? e.message : String(e)).replace(/\s+/g, ' ');
 
-/** The progress of `m`, keeping the last transfer seen (the master drops it once the move is over). */
+/**
+ * The progress of `m`: its move now, or once it is over the final report the master keeps
+ * (lastTransfer), or else the last transfer seen (a master that does not keep final reports).
+ */
 function progressOf(m: ViewMember, last: ViewTransfer | undefined): MemberProgress {
-  const transfer = m.transfer ?? last;
+  const transfer = m.transfer ?? m.lastTransfer ?? last;
   return { id: m.id, status: m.status, pieces: m.pieces, ...(transfer ? { transfer } : {}) };
 }
 

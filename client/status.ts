@@ -8,7 +8,8 @@
 import http from 'node:http';
 import { Command, InvalidArgumentError } from 'commander';
 import { RpcClient, RpcRemoteError } from '../server/protocol/rpc/index.js';
-import type { WireTransfer } from '../server/master/core.js';
+import { RANGE_MOVE_STATES, type RangeMoveState, type WireRangeMove, type WireTransfer } from '../server/master/core.js';
+import { transferProblem } from '../server/master/wire-check.js';
 
 const EXIT_USAGE = 2;
 /** The whole ring: tokens are u64, pieces are (start, end] arcs of [0, 2^64). */
@@ -25,6 +26,8 @@ export interface ViewMember {
   readonly pieces: number;
   /** A joining or leaving member's data transfer, as it last reported it. */
   readonly transfer?: ViewTransfer;
+  /** A member not moving now: its last finished move, as its final report said. */
+  readonly lastTransfer?: ViewTransfer;
 }
 
 /** What a moving node reports (server/master/core.ts). */
@@ -85,11 +88,10 @@ export function parseView(body: unknown): MasterView {
       throw new BadViewError(`bad member in view: ${JSON.stringify(m).slice(0, 200)}`);
     }
     if (x.zone !== undefined && !isStr(x.zone)) throw new BadViewError(`bad zone of member ${x.id}`);
-    if (x.transfer !== undefined) {
-      const t = x.transfer as Partial<Record<keyof ViewTransfer, unknown>> | null;
-      if (!t || (t.direction !== 'in' && t.direction !== 'out') || !isNum(t.keys) || !isNum(t.bytes) || !isNum(t.fraction) || !isNum(t.rateBytesPerS) || typeof t.done !== 'boolean' || (t.etaS !== undefined && !isNum(t.etaS))) {
-        throw new BadViewError(`bad transfer of member ${x.id}: ${JSON.stringify(x.transfer).slice(0, 200)}`);
-      }
+    for (const field of ['transfer', 'lastTransfer'] as const) {
+      if (x[field] === undefined) continue;
+      const problem = transferProblem(x[field]);
+      if (problem !== undefined) throw new BadViewError(`bad ${field} of member ${x.id}: ${problem}: ${JSON.stringify(x[field]).slice(0, 200)}`);
     }
   }
   for (const l of v.leases as unknown[]) {
@@ -132,6 +134,14 @@ export function problems(view: MasterView): string[] {
   // Granted but not yet renewed by its new owner (or its owner stopped renewing): nobody serves it.
   const unheld = view.leases.filter((l) => l.movingTo === undefined && l.expiresInMs <= 0);
   if (unheld.length > 0) out.push(`${unheld.length} ${unheld.length === 1 ? 'piece' : 'pieces'} not held by a live lease`);
+  // A range whose move failed (it starts again). One that waits (a source down, a throttle)
+  // is not a problem by itself: the move goes on around it.
+  for (const m of view.members) {
+    const failed = (m.transfer?.ranges ?? []).filter((r) => r.state === 'failed');
+    if (failed.length === 0) continue;
+    const error = failed.filter((r) => r.error !== undefined && r.error !== '').at(-1)?.error;
+    out.push(`${m.id}: ${failed.length} ${failed.length === 1 ? 'range' : 'ranges'} failed${error !== undefined ? ` (last error: ${shorten(error)})` : ''}`);
+  }
   return out;
 }
 
@@ -170,6 +180,77 @@ export function statusCell(m: Pick<ViewMember, 'status' | 'transfer'>): string {
   return `${m.status} ${percent(m.transfer.fraction, m.transfer.done)} ${mib(m.transfer.rateBytesPerS)} MiB/s`;
 }
 
+/** Text on one line, at most `max` characters ("..." at the end when cut). */
+export function shorten(text: string, max = 60): string {
+  const one = text.replace(/\s+/g, ' ').trim();
+  return one.length <= max ? one : `${one.slice(0, max - 3)}...`;
+}
+
+/** One row of the moving-ranges table: the ranges of one (source, target, state, waiting). */
+export interface RangeGroup {
+  readonly source: string;
+  readonly target: string;
+  readonly state: RangeMoveState;
+  readonly waiting?: string;
+  readonly ranges: number;
+  readonly keys: number;
+  readonly bytes: number;
+  readonly rateBytesPerS: number;
+  readonly retries: number;
+  /** The last error among its ranges (in report order). */
+  readonly error?: string;
+}
+
+const byId = (a: string, b: string): number => a.localeCompare(b, 'en', { numeric: true });
+
+/**
+ * The moving ranges of every member's current transfer, grouped by (source, target, state,
+ * waiting) and summed; ordered by target, then state (RANGE_MOVE_STATES order), source, waiting.
+ */
+export function rangeGroups(members: readonly Pick<ViewMember, 'transfer'>[]): RangeGroup[] {
+  type Acc = { -readonly [K in keyof RangeGroup]: RangeGroup[K] };
+  const groups = new Map<string, Acc>();
+  for (const m of members) {
+    for (const r of m.transfer?.ranges ?? ([] as readonly WireRangeMove[])) {
+      const key = JSON.stringify([r.source, r.target, r.state, r.waiting ?? null]);
+      let g = groups.get(key);
+      if (g === undefined) {
+        g = { source: r.source, target: r.target, state: r.state, ...(r.waiting !== undefined ? { waiting: r.waiting } : {}), ranges: 0, keys: 0, bytes: 0, rateBytesPerS: 0, retries: 0 };
+        groups.set(key, g);
+      }
+      g.ranges++;
+      g.keys += r.keys;
+      g.bytes += r.bytes;
+      g.rateBytesPerS += r.rateBytesPerS;
+      g.retries += r.retries;
+      if (r.error !== undefined && r.error !== '') g.error = r.error;
+    }
+  }
+  const stateRank = (s: RangeMoveState) => RANGE_MOVE_STATES.indexOf(s);
+  return [...groups.values()].sort(
+    (a, b) => byId(a.target, b.target) || stateRank(a.state) - stateRank(b.state) || byId(a.source, b.source) || (a.waiting ?? '').localeCompare(b.waiting ?? ''),
+  );
+}
+
+/** The "moving ranges" section: a heading and one row per group; nothing when no transfer reports ranges. */
+export function formatRangeGroups(groups: readonly RangeGroup[]): string[] {
+  if (groups.length === 0) return [];
+  const rows: string[][] = [['SOURCE', 'TARGET', 'STATE', 'RANGES', 'KEYS', 'MIB', 'MIB/S', 'RETRIES', 'WAITING', 'LAST ERROR']];
+  for (const g of groups) {
+    rows.push([g.source, g.target, g.state, String(g.ranges), String(g.keys), mib(g.bytes), mib(g.rateBytesPerS), String(g.retries), g.waiting ?? '-', g.error !== undefined ? shorten(g.error) : '-']);
+  }
+  return ['moving ranges:', ...table(rows).map((l) => `  ${l}`)];
+}
+
+/** A member's last finished move: "last move of n4: in, done, 192 ranges, 75012 keys, 14.3 MiB, 2 retries". */
+export function lastMoveLine(id: string, t: ViewTransfer): string {
+  const parts = [t.direction, t.done ? 'done' : (t.state ?? 'not done')];
+  if (t.ranges !== undefined) parts.push(`${t.ranges.length} ${t.ranges.length === 1 ? 'range' : 'ranges'}`);
+  parts.push(`${t.keys} keys`, `${mib(t.bytes)} MiB`);
+  if (t.retries !== undefined) parts.push(`${t.retries} ${t.retries === 1 ? 'retry' : 'retries'}`);
+  return `last move of ${id}: ${parts.join(', ')}`;
+}
+
 /** Columns padded to their widest cell; the last column is not padded. */
 function table(rows: readonly (readonly string[])[]): string[] {
   const widths: number[] = [];
@@ -179,8 +260,10 @@ function table(rows: readonly (readonly string[])[]): string[] {
 
 /**
  * The human form: a header line, a member table (a moving member's STATUS with its
- * progress), the members that left (one line, not in the table), the moving pieces, and
- * the health line last. `members=` counts the members still in the cluster.
+ * progress), the moving ranges of the transfers that report them (grouped by source,
+ * target, state and waiting reason), each member's last finished move (one line each),
+ * the members that left (one line, not in the table), the moving pieces, and the health
+ * line last. `members=` counts the members still in the cluster.
  */
 export function formatStatus(master: string, s: StatusSummary): string[] {
   const current = s.members.filter((m) => m.status !== 'left');
@@ -202,6 +285,8 @@ export function formatStatus(master: string, s: StatusSummary): string[] {
     ]);
   }
   lines.push(...table(rows));
+  lines.push(...formatRangeGroups(rangeGroups(s.members)));
+  for (const m of s.members) if (m.lastTransfer) lines.push(lastMoveLine(m.id, m.lastTransfer));
   // A member that left still holds pieces until they are recalled: say so.
   if (gone.length > 0) lines.push(`left: ${gone.map((m) => (m.pieces > 0 ? `${m.id} (handing over ${m.pieces} ${m.pieces === 1 ? 'piece' : 'pieces'})` : m.id)).join(', ')}`);
   const moving = s.leases.filter((l) => l.movingTo !== undefined);

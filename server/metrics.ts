@@ -21,6 +21,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'pr
 import type { Command } from './protocol/memcached/commands.js';
 import type { Reply } from './protocol/memcached/execute.js';
 import { MC_BUSY } from './overload.js';
+import { RANGE_MOVE_STATES, RANGE_MOVE_WAITS, type WireTransfer } from './master/core.js';
 
 // ---- request counting ---------------------------------------------------------------
 
@@ -332,6 +333,12 @@ export const CLUSTER_STAT_METRICS: readonly StatMetric[] = [
   c('stream_bytes_in', 'ringkv_stream_bytes_in_total', 'bytes received by joins and leaves'),
   c('stream_keys_out', 'ringkv_stream_keys_out_total', 'keys sent by joins and leaves'),
   c('stream_bytes_out', 'ringkv_stream_bytes_out_total', 'bytes sent by joins and leaves'),
+  c('transfer_retries', 'ringkv_transfer_retries_total', 'failed or stalled range-move calls retried'),
+  c('transfer_source_switches', 'ringkv_transfer_source_switches_total', 'range moves switched to another source replica'),
+  c('transfer_resumes', 'ringkv_transfer_resumes_total', 'range moves resumed where they stopped'),
+  c('transfer_catchup_keys', 'ringkv_transfer_catchup_keys_total', 'keys pulled by the catch-up of moved ranges'),
+  c('transfer_catchup_bytes', 'ringkv_transfer_catchup_bytes_total', 'bytes pulled by the catch-up of moved ranges'),
+  c('transfer_stalls', 'ringkv_transfer_stalls_total', 'range moves that made no progress for too long'),
 ];
 
 function num(v: string | number | undefined): number {
@@ -345,6 +352,8 @@ export interface NodeMetricsOptions {
   stats(): Stats;
   /** A cluster member: export the replication counters too. */
   cluster: boolean;
+  /** A cluster member's current or last range move (Transfers.progress()), read at scrape time. */
+  transfer?(): WireTransfer | undefined;
   /** Process metrics (CPU, memory, GC, event-loop lag); default on. */
   defaultMetrics?: boolean;
 }
@@ -422,6 +431,31 @@ export class NodeMetrics extends RegistryEndpoint {
         collect() {
           const v = String(stats().peers_down ?? '-');
           this.set(v === '-' || v === '' ? 0 : v.split(',').length);
+        },
+      });
+      // The ranges of the current (or last) move by state and by waiting reason: every
+      // label value always present, 0 when no range is there (or no move ever ran).
+      const ranges = () => this.o.transfer?.()?.ranges ?? [];
+      new Gauge({
+        name: 'ringkv_transfer_ranges',
+        help: 'ranges of the current or last move, by state',
+        labelNames: ['state'],
+        registers: [registry],
+        collect() {
+          const n = new Map<string, number>(RANGE_MOVE_STATES.map((s) => [s, 0]));
+          for (const r of ranges()) if (n.has(r.state)) n.set(r.state, n.get(r.state)! + 1);
+          for (const [state, count] of n) this.set({ state }, count);
+        },
+      });
+      new Gauge({
+        name: 'ringkv_transfer_ranges_waiting',
+        help: 'ranges of the current or last move not moving now, by waiting reason',
+        labelNames: ['reason'],
+        registers: [registry],
+        collect() {
+          const n = new Map<string, number>(RANGE_MOVE_WAITS.map((w) => [w, 0]));
+          for (const r of ranges()) if (r.waiting !== undefined && n.has(r.waiting)) n.set(r.waiting, n.get(r.waiting)! + 1);
+          for (const [reason, count] of n) this.set({ reason }, count);
         },
       });
     }

@@ -94,6 +94,14 @@ function clusterStats(m: ClusterMembership): Record<string, number | string> {
     stream_bytes_in: m.transfers.counters.stream_bytes_in,
     stream_keys_out: m.transfers.counters.stream_keys_out,
     stream_bytes_out: m.transfers.counters.stream_bytes_out,
+    // Range moves: retried calls, switches to another source, moves resumed after a restart,
+    // records and bytes pulled by the catch-up, ranges that stalled.
+    transfer_retries: m.transfers.counters.transfer_retries,
+    transfer_source_switches: m.transfers.counters.transfer_source_switches,
+    transfer_resumes: m.transfers.counters.transfer_resumes,
+    transfer_catchup_keys: m.transfers.counters.transfer_catchup_keys,
+    transfer_catchup_bytes: m.transfers.counters.transfer_catchup_bytes,
+    transfer_stalls: m.transfers.counters.transfer_stalls,
   };
 }
 
@@ -231,7 +239,7 @@ export async function startNode(cfg: NodeConfig, clock: Clock = systemClock, log
         return undefined;
       },
   };
-  const metrics = new NodeMetrics({ stats, cluster: cfg.master !== undefined });
+  const metrics = new NodeMetrics({ stats, cluster: cfg.master !== undefined, transfer: () => membership?.transfers.progress() });
   if (cfg.master) {
     membership = await startClusterMembership(cfg, mcCtx, api, clock, kv, store, admission, { log, metrics });
     const router = membership.router;

@@ -16,6 +16,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { RpcClient, RpcPeers, RpcServer, splitAddr } from '../protocol/rpc/index.js';
 import { listen } from '../util/listen.js';
 import { MasterCore, MasterError, type Effect, type MasterSettings, type MasterSnapshot, type MemberInfo, type WireTransfer } from './core.js';
+import { transferProblem } from './wire-check.js';
 import { createLogger, errText, type LogLevel, type Logger } from '../log.js';
 import { MasterMetrics } from '../metrics.js';
 
@@ -95,6 +96,22 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock,
 
   /** The last progress each moving node reported (joining: copied in; leaving: handed out). */
   const transfers = new Map<string, WireTransfer & { atMs: number }>();
+  /**
+   * Each member's last finished move: the final report (done) it sent once the move was
+   * over. Kept until the member moves again (or is no longer a member); not persisted.
+   */
+  const lastTransfers = new Map<string, WireTransfer & { atMs: number }>();
+  const isMoving = (status: string | undefined): boolean => status === 'joining' || status === 'leaving';
+  /** `id` has stopped moving (joined, left): a final report already in keeps as its last move. */
+  const moveOver = (id: string): void => {
+    const t = transfers.get(id);
+    transfers.delete(id);
+    if (t?.done === true) lastTransfers.set(id, t);
+  };
+  /** `id` moves again: its last finished move is history. */
+  const moveStarted = (id: string): void => {
+    if (isMoving(core.member(id)?.status)) lastTransfers.delete(id);
+  };
 
   const peers = new RpcPeers();
   const peer = (addr: string): RpcClient => peers.get(addr);
@@ -152,35 +169,57 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock,
   // data is where it must be; `leave` from an operator (ringkv cluster remove, or HTTP).
   const idOf = (body: unknown): string => String((body as { id?: unknown } | null)?.id ?? '');
   rpc.handle('joined', async (body: unknown) => {
-    transfers.delete(idOf(body));
+    moveOver(idOf(body));
     await run(core.joined(idOf(body), clock.now()));
     return { status: core.member(idOf(body))?.status };
   });
   rpc.handle('leave', async (body: unknown) => {
     await run(core.leave(idOf(body), clock.now(), cfg.n));
+    moveStarted(idOf(body));
     return { status: core.member(idOf(body))?.status };
   });
   rpc.handle('left', async (body: unknown) => {
-    transfers.delete(idOf(body));
+    moveOver(idOf(body));
     await run(core.left(idOf(body), clock.now()));
     return { status: core.member(idOf(body))?.status };
   });
-  // A moving node's progress (not persisted: it is reported again every few hundred ms).
+  // A moving node's progress (not persisted: it is reported again every few hundred ms),
+  // and its final report (done) once the move is over, kept as its last move.
   rpc.handle('progress', async (body: unknown) => {
-    const b = body as { id?: unknown; transfer?: unknown };
+    const b = (body ?? {}) as { id?: unknown; transfer?: unknown };
     if (typeof b.id !== 'string' || !core.member(b.id) || typeof b.transfer !== 'object' || b.transfer === null) {
       throw new MasterError('BAD_MEMBER', 'progress needs a known member id and a transfer object');
     }
-    // Only a move in progress has progress to show (a late report after joined/left is dropped).
-    const status = core.member(b.id)?.status;
-    if (status === 'joining' || status === 'leaving') transfers.set(b.id, { ...(b.transfer as WireTransfer), atMs: clock.now() });
+    const problem = transferProblem(b.transfer);
+    if (problem !== undefined) throw new MasterError('BAD_MEMBER', `bad transfer from ${b.id}: ${problem}`);
+    const transfer = { ...(b.transfer as WireTransfer), atMs: clock.now() };
+    if (isMoving(core.member(b.id)?.status)) {
+      transfers.set(b.id, transfer);
+      lastTransfers.delete(b.id);
+    } else if (transfer.done === true) {
+      // The final report of a move that is over (it may come after joined/left).
+      lastTransfers.set(b.id, transfer);
+    }
+    // Any other report from a member that is not moving is late: dropped.
     return {};
   });
 
+  /**
+   * The core's view, with each moving member's current move as `transfer` and each other
+   * member's last finished move as `lastTransfer`.
+   */
   const view = () => {
     const v = core.view(clock.now());
-    const moving = (m: { id: string; status: string }) => transfers.has(m.id) && (m.status === 'joining' || m.status === 'leaving');
-    return { ...v, members: v.members.map((m) => (moving(m) ? { ...m, transfer: transfers.get(m.id) } : m)) };
+    for (const id of lastTransfers.keys()) if (!core.member(id)) lastTransfers.delete(id);
+    return {
+      ...v,
+      members: v.members.map((m) => {
+        const moving = isMoving(m.status);
+        const transfer = moving ? transfers.get(m.id) : undefined;
+        const lastTransfer = moving ? undefined : lastTransfers.get(m.id);
+        return transfer === undefined && lastTransfer === undefined ? m : { ...m, ...(transfer ? { transfer } : {}), ...(lastTransfer ? { lastTransfer } : {}) };
+      }),
+    };
   };
   const sendJson = (res: http.ServerResponse, status: number, body: unknown) => {
     const text = JSON.stringify(body);
@@ -199,6 +238,7 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock,
       const id = decodeURIComponent(leave[1]!);
       req.resume();
       run(core.leave(id, clock.now(), cfg.n))
+        .then(() => moveStarted(id))
         .then(() => sendJson(res, 202, { id, status: core.member(id)?.status }))
         .catch((e: unknown) => {
           const code = (e as { code?: unknown }).code;

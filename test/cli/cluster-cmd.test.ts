@@ -38,8 +38,9 @@ const nodeArgs = [
   '--stream-mb-per-s', '1',
 ];
 
-/** One progress line: "n4 leaving: 52% 1234 keys 5.1 MiB 3.2 MiB/s eta 4s". */
-const progressPattern = (id: string, statuses: string) => new RegExp(`^${id} (${statuses}): \\d{1,3}% \\d+ keys \\d+\\.\\d MiB \\d+\\.\\d MiB/s( eta \\d+s)?( \\(\\d+ pieces? to hand over\\))?$`);
+/** One progress line: "n4 leaving: 52% 1234 keys 5.1 MiB 3.2 MiB/s eta 4s", then " retries N" and " waiting <reason>" when any. */
+const progressPattern = (id: string, statuses: string) =>
+  new RegExp(`^${id} (${statuses}): \\d{1,3}% \\d+ keys \\d+\\.\\d MiB \\d+\\.\\d MiB/s( eta \\d+s)?( \\(\\d+ pieces? to hand over\\))?( retries \\d+)?( waiting [a-z-]+)?$`);
 
 /** Processes: the cluster's (stopped by handle), CLI runs, and the `cluster add` node. */
 const servers: RunningServer[] = [];

@@ -128,4 +128,16 @@ describe('a master with one node', () => {
     }
     expect(valueOf(e, 'ringkv_quorum_failures_total')).toBe(0);
   });
+
+  it('node /stats and /metrics in a cluster: the range-move counters, and ranges by state at 0 with no move', async () => {
+    const stats = node.stats();
+    for (const k of ['transfer_retries', 'transfer_source_switches', 'transfer_resumes', 'transfer_catchup_keys', 'transfer_catchup_bytes', 'transfer_stalls']) {
+      expect(stats[k], k).toBe(0);
+    }
+    const e = await scrape(node.httpPort);
+    for (const name of ['ringkv_transfer_retries_total', 'ringkv_transfer_stalls_total', 'ringkv_transfer_catchup_bytes_total']) expect(e.types.get(name), name).toBe('counter');
+    expect(e.samples.filter((s) => s.name === 'ringkv_transfer_ranges').map((s) => s.labels.state)).toEqual(['queued', 'streaming', 'catching-up', 'flipping', 'done', 'failed']);
+    expect(e.samples.filter((s) => s.name === 'ringkv_transfer_ranges').every((s) => s.value === 0)).toBe(true);
+    expect(e.samples.filter((s) => s.name === 'ringkv_transfer_ranges_waiting')).toHaveLength(7);
+  });
 });

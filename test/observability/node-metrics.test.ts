@@ -9,10 +9,11 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaults, type NodeConfig } from '../../server/config.js';
 import { startNode, type RunningNode } from '../../server/node.js';
-import { BUSY, ERROR, MISS, OK, mcCommandIndex, mcResult, MC_COMMANDS } from '../../server/metrics.js';
+import { BUSY, ERROR, MISS, NodeMetrics, OK, mcCommandIndex, mcResult, MC_COMMANDS } from '../../server/metrics.js';
+import { RANGE_MOVE_STATES, RANGE_MOVE_WAITS, type WireRangeMove, type WireTransfer } from '../../server/master/core.js';
 import { request } from '../helpers/http.js';
 import { McClient, setCommand } from '../helpers/mc.js';
-import { scrape, valueOf, type Exposition } from '../helpers/prometheus.js';
+import { parseExposition, scrape, valueOf, type Exposition } from '../helpers/prometheus.js';
 
 const nodes: RunningNode[] = [];
 const dirs: string[] = [];
@@ -250,5 +251,59 @@ describe('memcached command names and results', () => {
     expect(mcResult('CLIENT_ERROR bad data chunk\r\n')).toBe(ERROR);
     expect(mcResult('SERVER_ERROR out of memory storing object\r\n')).toBe(ERROR);
     expect(mcResult('SERVER_ERROR busy\r\n')).toBe(BUSY);
+  });
+});
+
+describe('range moves in /metrics (a cluster node\'s NodeMetrics, fed plain stats and a transfer)', () => {
+  const TRANSFER_COUNTERS = ['retries', 'source_switches', 'resumes', 'catchup_keys', 'catchup_bytes', 'stalls'] as const;
+  const range = (state: WireRangeMove['state'], waiting?: WireRangeMove['waiting']): WireRangeMove => ({
+    start: '0000000000000001',
+    end: '0000000000000002',
+    source: 'n1',
+    target: 'n4',
+    state,
+    keys: 1,
+    bytes: 1,
+    rateBytesPerS: 0,
+    retries: 0,
+    ...(waiting ? { waiting } : {}),
+  });
+  const stats = Object.fromEntries(TRANSFER_COUNTERS.map((c, i) => [`transfer_${c}`, (i + 1) * 10]));
+
+  it('the transfer counters from stats, and ranges by state and by waiting reason, every label always present', async () => {
+    let transfer: WireTransfer | undefined;
+    const m = new NodeMetrics({ stats: () => stats, cluster: true, defaultMetrics: false, transfer: () => transfer });
+    let e = parseExposition(await m.render());
+    TRANSFER_COUNTERS.forEach((c, i) => {
+      const name = `ringkv_transfer_${c}_total`;
+      expect(e.types.get(name), name).toBe('counter');
+      expect(valueOf(e, name), name).toBe((i + 1) * 10);
+    });
+    expect(e.types.get('ringkv_transfer_ranges')).toBe('gauge');
+    expect(e.types.get('ringkv_transfer_ranges_waiting')).toBe('gauge');
+    // No move yet: every state and reason at 0.
+    for (const state of RANGE_MOVE_STATES) expect(e.samples.filter((s) => s.name === 'ringkv_transfer_ranges' && s.labels.state === state).map((s) => s.value)).toEqual([0]);
+    for (const reason of RANGE_MOVE_WAITS) expect(e.samples.filter((s) => s.name === 'ringkv_transfer_ranges_waiting' && s.labels.reason === reason).map((s) => s.value)).toEqual([0]);
+
+    const ranges = [range('streaming'), range('streaming', 'throttle'), range('queued', 'concurrency'), range('queued', 'concurrency'), range('failed', 'source-down'), range('done')];
+    transfer = { direction: 'in', keys: 6, bytes: 6, fraction: 0.5, rateBytesPerS: 0, done: false, ranges };
+    e = parseExposition(await m.render());
+    const byState = Object.fromEntries(RANGE_MOVE_STATES.map((s) => [s, valueOf(e, 'ringkv_transfer_ranges', { state: s })]));
+    expect(byState).toEqual({ queued: 2, streaming: 2, 'catching-up': 0, flipping: 0, done: 1, failed: 1 });
+    const byReason = Object.fromEntries(RANGE_MOVE_WAITS.map((r) => [r, valueOf(e, 'ringkv_transfer_ranges_waiting', { reason: r })]));
+    expect(byReason).toEqual({ throttle: 1, concurrency: 2, 'source-down': 1, 'source-busy': 0, 'receiver-down': 0, 'receiver-busy': 0, 'lease-pending': 0 });
+
+    // The move is over: back to 0 where nothing is (no stale label values).
+    transfer = { ...transfer, done: true, ranges: ranges.map((r) => ({ ...r, state: 'done' as const, waiting: undefined })) };
+    e = parseExposition(await m.render());
+    expect(valueOf(e, 'ringkv_transfer_ranges', { state: 'done' })).toBe(6);
+    expect(valueOf(e, 'ringkv_transfer_ranges', { state: 'queued' })).toBe(0);
+    expect(valueOf(e, 'ringkv_transfer_ranges_waiting', { reason: 'concurrency' })).toBe(0);
+  });
+
+  it('a standalone node has none of them', async () => {
+    const m = new NodeMetrics({ stats: () => stats, cluster: false, defaultMetrics: false });
+    const e = parseExposition(await m.render());
+    expect([...e.types.keys()].filter((n) => n.startsWith('ringkv_transfer_'))).toEqual([]);
   });
 });
