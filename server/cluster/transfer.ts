@@ -15,8 +15,9 @@
 // a restarted joiner, a broken connection or a timeout resumes from there, never from the
 // start. A page that fails is retried smaller (a link that breaks every N bytes still
 // carries pages under N); a source that is down, or that made no progress for
-// --transfer-stall-ms, is replaced by another replica of the range, which continues from
-// the same cursor (keys are ordered the same on every node). Then the range catches up:
+// --transfer-stall-ms, or failed three times running, is replaced by another replica of
+// the range, which continues from the same cursor (keys are ordered the same on every
+// node). Then the range catches up:
 // the joiner compares it with each other current replica, page by page (`stream.digest`:
 // one hash per page of keys and version tags), and pulls only the records of pages that
 // differ (`stream.diff`), so a key acknowledged on W replicas that the streaming source
@@ -32,9 +33,10 @@
 // (catching-up), then `left` (flipping), and the master recalls its leases.
 //
 // Both sides name the next ring by its fingerprint: a page asked for with another ring (a
-// membership change meanwhile) is refused, and the mover plans again with the new one
-// (saved cursors belong to a fingerprint: a new ring starts afresh).
-import { diffPreference, hash64, keyPosition } from '../../ring/index.js';
+// membership change meanwhile, such as a source marked down) is refused, and the mover
+// plans again with the new one; a new range inside a range it had saved keeps that one's
+// cursor, so a ring change does not start the copy over either.
+import { diffPreference, hash64, keyPosition, positionCount, positionMax } from '../../ring/index.js';
 import { IN_RING, tokenHex } from '../master/core.js';
 import type { LocalKv } from '../kv/local-kv.js';
 import type { RangeMoveState, RangeMoveWait, WireMember, WireRangeMove, WireTransfer } from '../master/core.js';
@@ -75,8 +77,8 @@ const MIN_PAGE_KEYS = 16;
 const MIN_PAGE_BYTES = 16 * 1024;
 /** Records of a leave's push call. */
 const PUSH_KEYS = 200;
-/** Records compared per catch-up digest page. */
-const DIGEST_KEYS = 1000;
+/** Records a catch-up digest page covers (the peer scans them; only the ranges' keys are hashed). */
+const DIGEST_KEYS = 4000;
 /** Ranges in one stream request, at most (a join moves a few hundred at most). */
 const RANGES_MAX = 65_536;
 /** Failures of one catch-up peer before it is left to anti-entropy. */
@@ -146,6 +148,29 @@ class RangeIndex<T extends { start: bigint; end: bigint }> {
 }
 
 type WireRange = [string, string];
+
+/** What a join saves after every page (store metadata `transfer.in`): each range's cursor and stage. */
+interface SavedIn {
+  fingerprint: string;
+  /** a, b: the range's start and end (hex); c: cursor; s: streamed through; u: caught up; n, t: progress. */
+  moves: Array<{ a: string; b: string; c?: string; s: boolean; u: boolean; n: number; t: number }>;
+}
+
+/** The pieces (lo, hi] of a ring range on the line: two when it wraps past the top, one for the whole ring. */
+function linear(r: { start: bigint; end: bigint }): Array<[bigint, bigint]> {
+  if (r.start < r.end) return [[r.start, r.end]];
+  if (r.start === r.end) return [[-1n, positionMax]];
+  return [
+    [r.start, positionMax],
+    [-1n, r.end],
+  ];
+}
+
+/** Is the ring range `inner` inside `outer`? */
+function rangeWithin(inner: { start: bigint; end: bigint }, outer: { start: bigint; end: bigint }): boolean {
+  const out = linear(outer);
+  return linear(inner).every(([lo, hi]) => out.some(([olo, ohi]) => olo <= lo && hi <= ohi));
+}
 
 /** The ranges of a stream request, checked at the boundary. */
 function rangesOf(v: unknown): RangeIndex<{ start: bigint; end: bigint }> {
@@ -425,31 +450,55 @@ export class Transfers {
     return { start, end, startHex: tokenHex(start), endHex: tokenHex(end), candidates, source, target, state: 'queued', waiting: 'concurrency', keys: 0, bytes: 0, retries: 0, scanned: 0, total: 0 };
   }
 
-  /** Picks up the cursors a previous run of this join saved, when it planned for the same ring. */
+  /**
+   * Picks up what an earlier run of this join saved (before a restart, or before the ring
+   * changed under it): a range inside a saved range takes its cursor, since every key of
+   * it up to the cursor is here whatever the source was; it was streamed through if that
+   * one was, and caught up if that one was under the same ring (else it compares again).
+   */
   private async restoreIn(fingerprint: string): Promise<void> {
-    const saved = await this.readMeta<{ fingerprint: string; moves: Record<string, { c?: string; s: boolean; u: boolean; n: number; t: number }> }>(META_IN);
-    if (!saved || saved.fingerprint !== fingerprint) return;
+    const saved = await this.readMeta<SavedIn>(META_IN);
+    if (!saved || !Array.isArray(saved.moves)) return;
+    const olds = saved.moves.map((r) => ({ ...r, start: BigInt(`0x${r.a}`), end: BigInt(`0x${r.b}`) }));
+    // A new ring has other pieces: cut the new ranges where saved ones begin and end, so
+    // that each piece lies inside one saved range (and takes its cursor) or outside all.
+    const cuts = [...new Set(olds.flatMap((o) => [o.start, o.end]))];
+    this.moves = this.moves.flatMap((m) => this.split(m, cuts));
     let resumed = false;
     for (const m of this.moves) {
-      const r = saved.moves[`${m.startHex}-${m.endHex}`];
+      const r = olds.find((o) => rangeWithin(m, o));
       if (!r) continue;
       if (r.c !== undefined) m.cursor = r.c;
       m.scanned = r.n;
       m.total = r.t;
-      if (r.u) this.setState(m, 'flipping', 'lease-pending');
-      else if (r.s) this.setState(m, 'catching-up');
-      resumed ||= r.c !== undefined || r.s;
+      if (r.u && saved.fingerprint === fingerprint) this.setState(m, 'flipping', 'lease-pending');
+      else if (r.s || r.u) this.setState(m, 'catching-up');
+      resumed ||= r.c !== undefined || r.s || r.u;
     }
     if (resumed) this.counters.transfer_resumes++;
   }
 
+  /** `m` cut at every point of `cuts` strictly inside it, in ring order from its start. */
+  private split(m: Move, cuts: readonly bigint[]): Move[] {
+    const span = (p: bigint) => (p - m.start + positionCount) % positionCount;
+    const whole = m.start === m.end;
+    const inside = cuts.filter((p) => p !== m.start && p !== m.end && (whole || span(p) < span(m.end))).sort((a, b) => (span(a) < span(b) ? -1 : span(a) > span(b) ? 1 : 0));
+    if (inside.length === 0) return [m];
+    const bounds = [m.start, ...inside, m.end];
+    return bounds.slice(1).map((end, i) => this.newMove(bounds[i]!, end, m.candidates, m.source, m.target));
+  }
+
   private async saveIn(fingerprint: string): Promise<void> {
-    const moves: Record<string, { c?: string; s: boolean; u: boolean; n: number; t: number }> = {};
-    for (const m of this.moves) {
-      const s = m.state === 'catching-up' || m.state === 'flipping';
-      moves[`${m.startHex}-${m.endHex}`] = { ...(m.cursor !== undefined ? { c: m.cursor } : {}), s, u: m.state === 'flipping', n: m.scanned, t: m.total };
-    }
-    await this.o.store.putMeta(META_IN, new TextEncoder().encode(JSON.stringify({ fingerprint, moves })));
+    const moves: SavedIn['moves'] = this.moves.map((m) => ({
+      a: m.startHex,
+      b: m.endHex,
+      ...(m.cursor !== undefined ? { c: m.cursor } : {}),
+      s: m.state === 'catching-up' || m.state === 'flipping',
+      u: m.state === 'flipping',
+      n: m.scanned,
+      t: m.total,
+    }));
+    await this.o.store.putMeta(META_IN, new TextEncoder().encode(JSON.stringify({ fingerprint, moves } satisfies SavedIn)));
   }
 
   private async readMeta<T>(name: string): Promise<T | undefined> {
@@ -462,7 +511,10 @@ export class Transfers {
     }
   }
 
-  /** Every range through its stream and its catch-up, `concurrency` streams at once. */
+  /**
+   * Every range through its stream and its catch-up: `concurrency` streams at once; a
+   * group's catch-up (digests, mostly) runs beside the next streams instead of holding a slot.
+   */
   private async runStreams(fingerprint: string): Promise<void> {
     // Ranges of one source and one cursor share a scan; a resumed range keeps its own cursor.
     const queue: Move[][] = [];
@@ -476,6 +528,16 @@ export class Transfers {
     }
     queue.push(...groups.values());
     let failure: unknown;
+    const catchUps: Array<Promise<void>> = [];
+    const caughtUp = async (g: Move[]): Promise<void> => {
+      try {
+        await this.catchUp(fingerprint, g);
+        for (const m of g) this.setState(m, 'flipping', 'lease-pending');
+        await this.saveIn(fingerprint);
+      } catch (e) {
+        failure ??= e;
+      }
+    };
     const worker = async (): Promise<void> => {
       for (let g = queue.shift(); g !== undefined && failure === undefined; g = queue.shift()) {
         try {
@@ -487,15 +549,14 @@ export class Transfers {
               continue;
             }
           }
-          await this.catchUp(fingerprint, g);
-          for (const m of g) this.setState(m, 'flipping', 'lease-pending');
-          await this.saveIn(fingerprint);
+          catchUps.push(caughtUp(g));
         } catch (e) {
           failure ??= e;
         }
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, this.o.concurrency) }, () => worker()));
+    await Promise.all(catchUps);
     if (failure !== undefined) throw failure;
   }
 
@@ -535,7 +596,9 @@ export class Transfers {
         successes = 0;
         const stalled = this.o.now() - lastProgressMs >= this.o.stallMs;
         if (stalled) this.counters.transfer_stalls++;
-        if (stalled || failures >= 3 || !this.o.replicator.reachable(source) || !this.inRing(source)) {
+        // The same source again while it may just have lost a connection; another replica
+        // once it stalls, fails three times running, or is out of the ring.
+        if (stalled || failures >= 3 || !this.inRing(source)) {
           const moved = this.switchSource(group, source);
           if (moved.length > 0) return moved;
         }

@@ -5,10 +5,20 @@ import { existsSync } from 'node:fs';
 import type http from 'node:http';
 import { request } from './http.js';
 import { startMaster, startRingkv, type RunningServer } from '../../bench/lib/servers.js';
+import type { WireTransfer } from '../../server/master/core.js';
 
 export interface ClusterView {
   lsn: number;
-  members: Array<{ id: string; status: string; pieces: number; addrs: { memcached: string; http: string; rpc: string } }>;
+  members: Array<{
+    id: string;
+    status: string;
+    pieces: number;
+    addrs: { memcached: string; http: string; rpc: string };
+    /** A joining or leaving member's move, as it last reported it. */
+    transfer?: WireTransfer;
+    /** The last move it finished (after a join or a leave). */
+    lastTransfer?: WireTransfer;
+  }>;
   leases: Array<{ start: string; end: string; owner: string; generation: number; expiresInMs: number; movingTo?: string }>;
 }
 
