@@ -413,7 +413,11 @@ export class Transfers {
       try {
         await this.runStreams(fingerprint);
       } catch (e) {
-        if (errorCode(e) === 'RING_MISMATCH') continue; // the ring moved: plan again with the new one
+        if (errorCode(e) === 'RING_MISMATCH') {
+          // The ring moved: plan again with the new one (a short pause, should it move on).
+          await this.o.sleep(50);
+          continue;
+        }
         for (const m of this.moves) if (m.state !== 'flipping') this.setState(m, 'failed', undefined, errorText(e));
         throw e;
       }
@@ -587,7 +591,7 @@ export class Transfers {
         );
         if (!page || !Array.isArray(page.items) || (page.next !== null && typeof page.next !== 'string')) throw new Error('stream.scan: malformed reply');
       } catch (e) {
-        if (errorCode(e) === 'RING_MISMATCH') throw e;
+        if (errorCode(e) === 'RING_MISMATCH' && (await this.ringMoved(fingerprint))) throw e;
         failures++;
         this.retried(group, e, errorCode(e) === 'BUSY' ? 'source-busy' : 'source-down');
         // A failed page is asked for again smaller: a link that breaks every N bytes still carries pages under N.
@@ -688,7 +692,7 @@ export class Transfers {
           if (d.last === null) break;
           after = d.last;
         } catch (e) {
-          if (errorCode(e) === 'RING_MISMATCH') throw e;
+          if (errorCode(e) === 'RING_MISMATCH' && (await this.ringMoved(fingerprint))) throw e;
           this.retried(moves, e, 'source-down');
           if (++failures >= CATCHUP_FAILURES_MAX) {
             this.o.warn?.({ peer, ranges: moves.length, err: errorText(e) }, 'catch-up with a replica given up: anti-entropy compares it after the ring changes');
@@ -770,6 +774,16 @@ export class Transfers {
     this.totalKeys += items.length;
     this.totalBytes += bytes;
     return bytes;
+  }
+
+  /**
+   * After a peer refused a request for naming another next ring: has ours moved (plan
+   * again), or is the peer behind (a failure of that peer like any other, retried, then
+   * another replica: one peer that cannot see the new ring must not hold the join)?
+   */
+  private async ringMoved(fingerprint: string): Promise<boolean> {
+    await this.o.refresh().catch(() => {});
+    return this.o.replicator.nextRingFingerprint() !== fingerprint;
   }
 
   private inRing(id: string): boolean {
