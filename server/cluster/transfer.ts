@@ -36,7 +36,7 @@
 // membership change meanwhile, such as a source marked down) is refused, and the mover
 // plans again with the new one; a new range inside a range it had saved keeps that one's
 // cursor, so a ring change does not start the copy over either.
-import { diffPreference, hash64, keyPosition, positionCount, positionMax } from '../../ring/index.js';
+import { diffPreference, hash64, keyPosition, positionCount, positionMax, type PreferenceMove } from '../../ring/index.js';
 import { IN_RING, tokenHex } from '../master/core.js';
 import type { LocalKv } from '../kv/local-kv.js';
 import type { RangeMoveState, RangeMoveWait, WireMember, WireRangeMove, WireTransfer } from '../master/core.js';
@@ -431,20 +431,24 @@ export class Transfers {
     this.finish();
   }
 
-  /** The ranges whose preference list gains this node, each with a first source spread over its replicas. */
-  private planJoin(): Move[] {
+  /** The pieces of the ring whose preference list differs between the current and the next ring. */
+  private changedLists(): PreferenceMove[] {
     const rep = this.o.replicator;
     const cur = rep.ring();
     const next = rep.nextRing();
     const n = rep.replicaCount();
-    if (!cur || !next || n === undefined) return [];
+    return cur && next && n !== undefined ? diffPreference(cur, next, n) : [];
+  }
+
+  /** The ranges whose preference list gains this node, each with a first source spread over its replicas. */
+  private planJoin(): Move[] {
     const moves: Move[] = [];
-    for (const d of diffPreference(cur, next, n)) {
+    for (const d of this.changedLists()) {
       if (!d.after.includes(this.o.selfId) || d.before.includes(this.o.selfId)) continue;
       const candidates = d.before;
       const first = moves.length % candidates.length;
       const ordered = [...candidates.slice(first), ...candidates.slice(0, first)];
-      const source = ordered.find((id) => rep.reachable(id)) ?? ordered[0]!;
+      const source = ordered.find((id) => this.o.replicator.reachable(id)) ?? ordered[0]!;
       moves.push(this.newMove(d.start, d.end, candidates, source, this.o.selfId));
     }
     return moves;
@@ -836,13 +840,8 @@ export class Transfers {
 
   /** For each range this node replicates now, one move per node the next ring adds to its list. */
   private planLeave(): Move[] {
-    const rep = this.o.replicator;
-    const cur = rep.ring();
-    const next = rep.nextRing();
-    const n = rep.replicaCount();
-    if (!cur || !next || n === undefined) return [];
     const moves: Move[] = [];
-    for (const d of diffPreference(cur, next, n)) {
+    for (const d of this.changedLists()) {
       if (!d.before.includes(this.o.selfId)) continue;
       for (const id of d.after) if (!d.before.includes(id)) moves.push(this.newMove(d.start, d.end, [this.o.selfId], this.o.selfId, id));
     }

@@ -13,7 +13,10 @@
 //      node in the ring meanwhile): the joiner switches to another replica of the range,
 //      completes without starting over, holds its keys; every key stays readable;
 //   d. the states of the moving ranges (queued, streaming, catching-up, flipping, done)
-//      are visible in the master's GET /cluster and in `ringkv status`.
+//      are visible in the master's GET /cluster and in `ringkv status`;
+//   e. a source paused (SIGSTOP) mid-transfer: its calls stall (--transfer-stall-ms), its
+//      ranges move to another replica, the master puts it down (the ring changes) and the
+//      join goes on from its cursors: n4 receives each record it holds once.
 // What each node holds is read through GET /debug/local/:key and GET /stats; the cluster's
 // state through the master's GET /cluster. Every wait is a bounded poll on a condition;
 // every process is stopped by its handle, every proxy closed, in afterEach.
@@ -222,6 +225,33 @@ async function watch(timeoutMs: number, intervalMs: number, step: () => Promise<
   }
 }
 
+/**
+ * Waits until the joiner n4 has received 30% of the `mineCount` keys it will hold and
+ * names the source streaming the most of its ranges then (one of `ids`).
+ */
+async function streamingSource(m: RunningServer, n4: RunningServer, ids: readonly string[], mineCount: number): Promise<{ victim: string; keysIn: number; transfer: WireTransfer | undefined }> {
+  let keysIn = 0;
+  let victim: string | undefined;
+  let transfer: WireTransfer | undefined;
+  await watch(
+    30_000,
+    50,
+    async () => {
+      keysIn = (await counters(n4, ['stream_keys_in'] as const)).stream_keys_in;
+      const v = await view(m);
+      transfer = memberOf(v, 'n4')?.transfer;
+      if (statusOf(v, 'n4') === 'up') throw new Error(`n4 was up before it had received 30% of its ${mineCount} keys (stream_keys_in ${keysIn})`);
+      if (keysIn < 0.3 * mineCount) return false;
+      const bySource = new Map<string, number>();
+      for (const r of transfer?.ranges ?? []) if (r.state === 'streaming' && ids.includes(r.source)) bySource.set(r.source, (bySource.get(r.source) ?? 0) + 1);
+      victim = [...bySource].sort((a, b) => b[1] - a[1])[0]?.[0];
+      return victim !== undefined;
+    },
+    () => `n4's stream_keys_in ${keysIn} of ${mineCount}; its transfer: ${showTransfer(transfer)}`,
+  );
+  return { victim: victim!, keysIn, transfer };
+}
+
 const showTransfer = (t: WireTransfer | undefined) =>
   t === undefined
     ? 'none'
@@ -354,29 +384,8 @@ describe('range transfers of a join (processes)', () => {
     // n4 joins at 1 MiB/s (its ~22k records take ~4 s); a stalled call is retried after 1 s.
     const joinAt = Date.now();
     const n4 = track(await startTestNode(m, 'n4', { renewMs: longRenewMs, nodeArgs: nodeArgs({ streamMbPerS: 1, stallMs: 1000 }), storage: 'memory' }));
-    let keysIn = 0;
-    let victim: string | undefined;
-    let lastT: WireTransfer | undefined;
-    await watch(
-      30_000,
-      50,
-      async () => {
-        keysIn = (await counters(n4, ['stream_keys_in'] as const)).stream_keys_in;
-        const v = await view(m);
-        lastT = memberOf(v, 'n4')?.transfer;
-        if (statusOf(v, 'n4') === 'up') throw new Error(`n4 was up before it had received 30% of its ${mine.length} keys (stream_keys_in ${keysIn})`);
-        if (keysIn < 0.3 * mine.length) return false;
-        const streaming = (lastT?.ranges ?? []).filter((r) => r.state === 'streaming' && ids.includes(r.source));
-        if (streaming.length === 0) return false;
-        // The source streaming the most ranges right now.
-        const bySource = new Map<string, number>();
-        for (const r of streaming) bySource.set(r.source, (bySource.get(r.source) ?? 0) + 1);
-        victim = [...bySource].sort((a, b) => b[1] - a[1])[0]![0];
-        return true;
-      },
-      () => `n4's stream_keys_in ${keysIn} of ${mine.length}; its transfer: ${showTransfer(lastT)}`,
-    );
-    const killed = byId.get(victim!)!;
+    const { victim, keysIn, transfer: lastT } = await streamingSource(m, n4, ids, mine.length);
+    const killed = byId.get(victim)!;
     await killed.kill();
     const killedAt = Date.now();
     const survivors = ids.filter((id) => id !== victim);
@@ -387,10 +396,10 @@ describe('range transfers of a join (processes)', () => {
       throw new Error(`${e.message}\nn4 transfer: ${showTransfer(last && memberOf(last, 'n4')?.transfer)}\nn4 stderr: ${n4.stderr().slice(-2000)}`);
     });
     const upMs = Date.now() - joinAt;
-    const victimDownAtUp = statusOf(upView, victim!) === 'down';
+    const victimDownAtUp = statusOf(upView, victim) === 'down';
     const c4 = await counters(n4, ['stream_keys_in', 'transfer_retries', 'transfer_stalls', 'transfer_source_switches', 'transfer_catchup_keys', 'transfer_catchup_bytes'] as const);
     console.log(
-      `c. n4 up ${upMs} ms into the join (${Date.now() - killedAt} ms after the kill; ${victim} ${statusOf(upView, victim!)} then); preload ${preloadMs} ms; n4 ${JSON.stringify(c4)}; ` +
+      `c. n4 up ${upMs} ms into the join (${Date.now() - killedAt} ms after the kill; ${victim} ${statusOf(upView, victim)} then); preload ${preloadMs} ms; n4 ${JSON.stringify(c4)}; ` +
         `last transfer: ${showTransfer(memberOf(await view(m), 'n4')?.lastTransfer)}`,
     );
     expect(c4.transfer_source_switches, 'n4 switched at least one range to another source').toBeGreaterThanOrEqual(1);
@@ -409,7 +418,7 @@ describe('range transfers of a join (processes)', () => {
     expect(missing.slice(0, 5), `${missing.length} of ${Math.min(1000, due.length)} sampled keys (of ${due.length}) due on n4 in the ring of ${targetRing} not on n4`).toEqual([]);
     // And the keys of n4's ranges that the victim also replicates: every one of them was on
     // both survivors too, so n4 got them by its switch to a survivor (or by the catch-up).
-    const shared = keysOfNode(targetRing, 'n4', keys).filter((k) => listOf(ring, k).includes(victim!));
+    const shared = keysOfNode(targetRing, 'n4', keys).filter((k) => listOf(ring, k).includes(victim));
     const missingShared = await notOn(n4, sample(shared, 1000));
     expect(missingShared.slice(0, 5), `${missingShared.length} of ${Math.min(1000, shared.length)} sampled keys (of ${shared.length}) of n4 that ${victim} also replicates not on n4`).toEqual([]);
 
@@ -418,7 +427,7 @@ describe('range transfers of a join (processes)', () => {
     const readAt = Date.now();
     const bad = await unreadable(m, keys);
     expect(bad.slice(0, 5), `${bad.length} of ${keys.length} keys not readable through the cluster with their value`).toEqual([]);
-    console.log(`c. ${keys.length} keys read back in ${Date.now() - readAt} ms (${victim} ${statusOf(await view(m), victim!)})`);
+    console.log(`c. ${keys.length} keys read back in ${Date.now() - readAt} ms (${victim} ${statusOf(await view(m), victim)})`);
     console.log(`c. total ${Date.now() - t0} ms`);
   }, 90_000);
 
@@ -433,24 +442,8 @@ describe('range transfers of a join (processes)', () => {
 
     const joinAt = Date.now();
     const n4 = track(await startTestNode(m, 'n4', { renewMs, nodeArgs: nodeArgs({ streamMbPerS: 1, stallMs: 1000 }), storage: 'memory' }));
-    let keysIn = 0;
-    let victim: string | undefined;
-    let lastT: WireTransfer | undefined;
-    await watch(
-      30_000,
-      50,
-      async () => {
-        keysIn = (await counters(n4, ['stream_keys_in'] as const)).stream_keys_in;
-        const v = await view(m);
-        lastT = memberOf(v, 'n4')?.transfer;
-        if (statusOf(v, 'n4') === 'up') throw new Error(`n4 was up before it had received 30% of its ${mine.length} keys (stream_keys_in ${keysIn})`);
-        if (keysIn < 0.3 * mine.length) return false;
-        victim = (lastT?.ranges ?? []).find((r) => r.state === 'streaming' && ids.includes(r.source))?.source;
-        return victim !== undefined;
-      },
-      () => `n4's stream_keys_in ${keysIn} of ${mine.length}; its transfer: ${showTransfer(lastT)}`,
-    );
-    const paused = byId.get(victim!)!;
+    const { victim, keysIn } = await streamingSource(m, n4, ids, mine.length);
+    const paused = byId.get(victim)!;
     paused.proc.kill('SIGSTOP');
     closers.push(() => paused.proc.kill('SIGCONT'));
     const pausedAt = Date.now();
@@ -463,10 +456,10 @@ describe('range transfers of a join (processes)', () => {
     const v = await view(m);
     const c4 = await counters(n4, ['stream_keys_in', 'transfer_retries', 'transfer_stalls', 'transfer_source_switches', 'transfer_resumes', 'transfer_catchup_keys'] as const);
     // What n4 holds in the ring it joined: without the paused node once the master put it down.
-    const finalIds = statusOf(v, victim!) === 'down' ? ['n4', ...ids.filter((id) => id !== victim)] : [...ids, 'n4'];
+    const finalIds = statusOf(v, victim) === 'down' ? ['n4', ...ids.filter((id) => id !== victim)] : [...ids, 'n4'];
     const finalMine = keysOfNode(finalIds, 'n4', keys);
     console.log(
-      `e. n4 up ${Date.now() - pausedAt} ms after the pause (${victim} ${statusOf(v, victim!)}); n4 ${JSON.stringify(c4)}; ` +
+      `e. n4 up ${Date.now() - pausedAt} ms after the pause (${victim} ${statusOf(v, victim)}); n4 ${JSON.stringify(c4)}; ` +
         `records received / records held = ${(c4.stream_keys_in / finalMine.length).toFixed(3)} (${c4.stream_keys_in} / ${finalMine.length})`,
     );
     expect(c4.transfer_stalls, 'a call to the paused source stalled').toBeGreaterThanOrEqual(1);
