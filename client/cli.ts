@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // The `ringkv` command line. Every usage error or startup failure is one line on stderr
 // and exit code 2; a node stops cleanly on SIGTERM/SIGINT (exit 0).
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { RINGKV_VERSION } from '../server/node.js';
 import { masterDefaults, startMaster, type MasterConfig, type RunningMaster } from '../server/master/master.js';
 import { clusterCommand } from './cluster-cmd.js';
-import { EXIT_USAGE, fail, intIn, logLevelOption, nodeCommand, onStop, port } from './node-cmd.js';
+import { address, EXIT_USAGE, fail, intIn, logLevelOption, nodeCommand, onStop, port } from './node-cmd.js';
+import { masterList } from '../server/master/leadership.js';
 import type { LogLevel } from '../server/log.js';
 import { startCommand } from './start.js';
 import { statusCommand } from './status.js';
@@ -32,6 +33,11 @@ function masterCommand(): Command {
     .option('--n <n>', 'copies of every key (replication factor)', intIn('--n', 1, 16), masterDefaults.n)
     .option('--r <n>', 'replicas a read hears from (read quorum)', intIn('--r', 1, 16), masterDefaults.r)
     .option('--w <n>', 'durable copies before a write is acknowledged (write quorum)', intIn('--w', 1, 16), masterDefaults.w)
+    .addOption(new Option('--store <kind>', 'where the state lives: level (one master, in --data) or etcd (several masters, one leads)').choices(['level', 'etcd']).default('level'))
+    .option('--etcd <endpoints>', 'etcd endpoints host:port[,host:port...] (with --store etcd)', (v: string) => masterList(v).map((a) => address(a)))
+    .option('--etcd-prefix <prefix>', 'key prefix in etcd: the masters of one cluster share it', '/ringkv')
+    .option('--master-ttl-ms <ms>', 'with etcd: a leader that stops renewing is replaced this long after (whole seconds, at least 1 s)', intIn('--master-ttl-ms', 1000, 3_600_000), 5000)
+    .option('--advertise <host:port>', 'the RPC address nodes and the other masters are told (default: --host and --port)', address)
     .addOption(logLevelOption())
     .action(async (o: Record<string, unknown>) => {
       const cfg: MasterConfig = {
@@ -49,7 +55,14 @@ function masterCommand(): Command {
         w: o.w as number,
         tickMs: Math.max(10, Math.min(masterDefaults.tickMs, Math.floor((o.leaseMs as number) / 10))),
         logLevel: o.logLevel as LogLevel,
+        store: o.store as 'level' | 'etcd',
+        ...(o.etcd !== undefined ? { etcd: o.etcd as string[] } : {}),
+        etcdPrefix: String(o.etcdPrefix),
+        masterTtlMs: o.masterTtlMs as number,
+        ...(o.advertise !== undefined ? { advertise: String(o.advertise) } : {}),
       };
+      if (cfg.store === 'etcd' && (cfg.etcd ?? []).length === 0) fail('--store etcd needs --etcd host:port[,host:port...]');
+      if (cfg.store === 'level' && cfg.etcd !== undefined) fail('--etcd is for --store etcd');
       if (cfg.renewMs + cfg.driftMs >= cfg.leaseMs) fail('--renew-ms plus --drift-ms must be below --lease-ms');
       if (cfg.r > cfg.n || cfg.w > cfg.n) fail(`--r and --w must be at most --n (${cfg.n})`);
       let m: RunningMaster;

@@ -260,6 +260,8 @@ export class MasterCore {
     private readonly settings: MasterSettings,
     snapshot: MasterSnapshot | undefined,
     now: number,
+    /** The change log saved with the snapshot (entries up to its LSN), so a new leader answers `changes` from where the last left off. */
+    log: readonly TableChange[] = [],
   ) {
     this.bootMs = now;
     assert(settings.leaseMs > 0 && settings.vnodes > 0 && settings.maxLogEntries > 0, 'master settings must be positive');
@@ -278,6 +280,12 @@ export class MasterCore {
     }));
     this.nextGeneration = snapshot.nextGeneration;
     this.lsn = snapshot.lsn;
+    // Only an unbroken run of entries ending at the snapshot's LSN is a log: `changesSince`
+    // must never skip a change (a gap answers with the whole table instead).
+    const kept = log.filter((c) => c.lsn <= this.lsn).sort((a, b) => a.lsn - b.lsn);
+    let from = kept.length;
+    while (from > 0 && kept[from - 1]!.lsn === (from === kept.length ? this.lsn : kept[from]!.lsn - 1)) from--;
+    this.log = kept.slice(from).slice(-settings.maxLogEntries);
     for (const p of this.pieces) assert(p.generation < this.nextGeneration, 'persisted generation beyond the counter');
   }
 
@@ -413,6 +421,16 @@ export class MasterCore {
     const oldest = this.log[0];
     if (lsn > this.lsn || !oldest || lsn < oldest.lsn - 1) return { lsn: this.lsn, full: this.table() };
     return { lsn: this.lsn, changes: this.log.filter((c) => c.lsn > lsn) };
+  }
+
+  /** The change-log entries after `lsn` (what a save must add to the saved log), oldest first. */
+  logAfter(lsn: number): TableChange[] {
+    return this.log.filter((c) => c.lsn > lsn);
+  }
+
+  /** The oldest LSN the change log still holds (older saved entries may go). */
+  oldestLogLsn(): number {
+    return this.log[0]?.lsn ?? this.lsn + 1;
   }
 
   table(): FullTable {

@@ -1,24 +1,37 @@
 // The lease master process: the shell around MasterCore. It owns the sockets (internal
-// RPC for nodes and clients, HTTP for people: GET /cluster, GET /metrics for Prometheus),
-// the timer that ticks the core, and the LevelDB file that keeps the core's snapshot across
-// restarts. It logs (JSON on stderr) its start and every member's status change.
+// RPC for nodes and clients, HTTP for people: GET /cluster, GET /role, GET /metrics for
+// Prometheus), the timer that ticks the core, and the store that keeps the core's snapshot
+// and change log across restarts (state-store.ts: LevelDB, or etcd). It logs (JSON on
+// stderr) its start, its leadership and every member's status change.
+//
+// With `--store etcd` several masters run; one leads (election.ts) and the others stand by,
+// answering NOT_LEADER with the leader's address. A master that wins loads the state from
+// etcd and carries on: the granted leases and their generations stay, and since nobody
+// knows when each lease was last renewed, every one counts as renewed at the takeover (as
+// after a restart), so no piece moves before a lease granted by the old leader has run out.
+// Every write is fenced by the leader's election key, and so is every reply: a reply that
+// grants or shows state goes out only after a check, begun after the request arrived, that
+// this master still leads (checks are shared by the requests that wait at once). A node
+// counts its lease from when it asked, so a grant delayed past a deposition never extends
+// a lease beyond what the new leader assumes.
 //
 // Effects run in etcd raft's order: persist, then send, then reply. Events are handled
 // one at a time on the event loop; a reply that follows a state change waits until that
 // state is on disk, so no node ever holds a lease (or sees a generation) that a master
 // restart could forget.
 import http from 'node:http';
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import { Level } from 'level';
+import { Etcd3 } from 'etcd3';
 import { initHash } from '../../ring/index.js';
 import { systemClock, type Clock } from '../clock.js';
 import { RpcClient, RpcPeers, RpcServer, splitAddr } from '../protocol/rpc/index.js';
 import { listen } from '../util/listen.js';
-import { MasterCore, MasterError, type Effect, type MasterSettings, type MasterSnapshot, type MemberInfo, type WireTransfer } from './core.js';
+import { MasterCore, MasterError, type Effect, type MasterSettings, type MemberInfo, type WireTransfer } from './core.js';
+import { MasterElection } from './election.js';
+import { NOT_LEADER, NotLeaderError, type MasterRole } from './leadership.js';
+import { EtcdStateStore, LevelStateStore, type MasterStateStore } from './state-store.js';
 import { transferProblem } from './wire-check.js';
 import { createLogger, errText, type LogLevel, type Logger } from '../log.js';
-import { MasterMetrics } from '../metrics.js';
+import { MasterMetrics, type MasterGauges } from '../metrics.js';
 
 export interface MasterConfig extends MasterSettings {
   host: string;
@@ -36,6 +49,16 @@ export interface MasterConfig extends MasterSettings {
   w: number;
   /** Structured logs on stderr at this level and above (default info). */
   logLevel?: LogLevel;
+  /** Where the state lives: LevelDB under `data` (one master), or etcd (several, one leads). */
+  store?: 'level' | 'etcd';
+  /** etcd endpoints, host:port (with store etcd). */
+  etcd?: readonly string[];
+  /** Key prefix in etcd: masters with the same endpoints and prefix form one group. */
+  etcdPrefix?: string;
+  /** The etcd lease of the leader's election key: a leader that stops renewing is replaced this long after. */
+  masterTtlMs?: number;
+  /** The RPC address the other masters name as leader (default host:port; set it when --host is 0.0.0.0). */
+  advertise?: string;
 }
 
 export const masterDefaults: Omit<MasterConfig, 'data'> = {
@@ -58,26 +81,54 @@ export const masterDefaults: Omit<MasterConfig, 'data'> = {
 export interface RunningMaster {
   readonly port: number;
   readonly httpPort: number;
-  readonly core: MasterCore;
+  /** The core while this master leads (always, with the level store); undefined while it stands by. */
+  readonly core: MasterCore | undefined;
+  role(): MasterRole;
   /** What GET /metrics shows. */
   readonly metrics: MasterMetrics;
   close(): Promise<void>;
 }
 
-const SNAPSHOT_KEY = 'snapshot';
+const NO_GAUGES: MasterGauges = {
+  members: { up: 0, down: 0, joining: 0, leaving: 0, left: 0 },
+  ranges: 0,
+  leases: { held: 0, recalling: 0, unheld: 0 },
+  lsn: 0,
+  changeLogEntries: 0,
+  generations: 0,
+};
 
 export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock, log: Logger = createLogger({ level: cfg.logLevel ?? 'info', bindings: { component: 'master' } })): Promise<RunningMaster> {
   await initHash();
-  const dir = path.join(cfg.data, 'master');
-  mkdirSync(dir, { recursive: true });
-  const db = new Level<string, string>(dir, { valueEncoding: 'utf8' });
-  await db.open();
-  const saved = await db.get(SNAPSHOT_KEY);
-  const core = new MasterCore(cfg, saved ? (JSON.parse(saved) as MasterSnapshot) : undefined, clock.now());
-  const metrics = new MasterMetrics(() => core.gauges(clock.now()));
+  const storeKind = cfg.store ?? 'level';
+  // Unary calls (writes, checks) get a deadline well inside the TTL: a call stuck on a dead
+  // etcd member is retried on another instead of holding every reply for seconds.
+  const callMs = Math.max(500, Math.min(2000, Math.floor((cfg.masterTtlMs ?? 5000) / 2)));
+  const etcd =
+    storeKind === 'etcd'
+      ? new Etcd3({
+          hosts: (cfg.etcd ?? []).map((h) => `http://${h}`),
+          dialTimeout: 2000,
+          defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callMs }),
+        })
+      : undefined;
+  const etcdStore = etcd ? new EtcdStateStore(etcd, cfg.etcdPrefix ?? '/ringkv') : undefined;
+  const store: MasterStateStore = etcdStore ?? new LevelStateStore(cfg.data);
+  let election: MasterElection | undefined;
+  /** The core while this master leads. */
+  let core: MasterCore | undefined;
+  let terms = 0;
+  let self = '';
+  /** The core, or NOT_LEADER naming the leader when known. */
+  const lead = (): MasterCore => {
+    if (!core) throw new NotLeaderError(election?.leader());
+    return core;
+  };
+  const metrics = new MasterMetrics(() => (core ? core.gauges(clock.now()) : NO_GAUGES));
   /** Members' statuses as last logged: each change is one info line. */
-  let statuses = core.statuses();
+  let statuses = new Map<string, string>();
   const logStatusChanges = () => {
+    if (!core) return;
     const now = core.statuses();
     for (const [id, status] of now) {
       const was = statuses.get(id);
@@ -86,12 +137,71 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock,
     statuses = now;
   };
 
-  /** Snapshots are written in order; each reply waits for the write of its own change. */
+  /** Saves go in order; each reply waits for the save of its own change. */
   let persisted: Promise<void> = Promise.resolve();
+  /** The LSN the queued saves reach: the next save adds the log entries after it. */
+  let queuedLsn = 0;
   const persist = (): Promise<void> => {
-    const snapshot = JSON.stringify(core.snapshot());
-    persisted = persisted.then(() => db.put(SNAPSHOT_KEY, snapshot));
+    const c = lead();
+    const snapshot = c.snapshot();
+    const added = c.logAfter(queuedLsn);
+    const keepFrom = c.oldestLogLsn();
+    queuedLsn = snapshot.lsn;
+    persisted = persisted.then(() => store.save(snapshot, added, keepFrom));
+    persisted.catch((e: unknown) => {
+      if ((e as { code?: unknown }).code === NOT_LEADER && core === c) election?.stepDown(`a fenced write failed: ${errText(e)}`);
+    });
     return persisted;
+  };
+
+  /**
+   * Resolves once a leadership check sent after this call began has passed (with etcd;
+   * with one master at once). Waiting requests share one check.
+   */
+  let checking: Promise<void> | undefined;
+  let nextCheck: Promise<void> | undefined;
+  const stillLeading = (): Promise<void> => {
+    if (!etcdStore) return Promise.resolve();
+    if (!checking) {
+      const c = core;
+      checking = etcdStore
+        .confirm()
+        .catch((e: unknown) => {
+          if ((e as { code?: unknown }).code === NOT_LEADER && core === c && c !== undefined) election?.stepDown(`the leadership check failed: ${errText(e)}`);
+          throw e;
+        })
+        .finally(() => {
+          checking = undefined;
+        });
+      return checking;
+    }
+    nextCheck ??= checking
+      .catch(() => {})
+      .then(() => {
+        nextCheck = undefined;
+        return stillLeading();
+      });
+    return nextCheck;
+  };
+
+  /** Leading: the state as saved, every lease counted as renewed now. */
+  const takeOver = async (): Promise<void> => {
+    const saved = await store.load();
+    const c = new MasterCore(cfg, saved.snapshot, clock.now(), saved.log);
+    queuedLsn = saved.snapshot?.lsn ?? 0;
+    persisted = Promise.resolve();
+    transfers.clear();
+    lastTransfers.clear();
+    statuses = c.statuses();
+    core = c;
+    terms++;
+    const g = c.gauges(clock.now());
+    log.info({ self, store: storeKind, term: terms, lsn: g.lsn, members: statuses.size, generations: g.generations }, 'leading');
+  };
+  const standBy = (reason: string): void => {
+    if (core) log.warn({ self, reason }, 'no longer leading: standing by');
+    core = undefined;
+    etcdStore?.setFence(undefined);
   };
 
   /** The last progress each moving node reported (joining: copied in; leaving: handed out). */
@@ -110,7 +220,7 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock,
   };
   /** `id` moves again: its last finished move is history. */
   const moveStarted = (id: string): void => {
-    if (isMoving(core.member(id)?.status)) lastTransfers.delete(id);
+    if (isMoving(core?.member(id)?.status)) lastTransfers.delete(id);
   };
 
   const peers = new RpcPeers();
@@ -118,6 +228,7 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock,
 
   /** Carry out effects in order: persist first, then the recalls (which answer later as events). */
   const run = async (effects: Effect[]): Promise<void> => {
+    const c = lead();
     if (effects.some((e) => e.type === 'persist')) {
       logStatusChanges();
       await persist();
@@ -131,7 +242,9 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock,
         .then(
           (ack) => {
             const given = new Set(ack.ends);
-            return run(core.recalled(e.nodeId, e.leases.filter((l) => given.has(l.end)), clock.now()));
+            // A recall answered after this master stopped leading: the new leader sends its own.
+            if (core !== c) return;
+            return run(c.recalled(e.nodeId, e.leases.filter((l) => given.has(l.end)), clock.now()));
           },
           // Unanswered: the core re-sends, and the lease lapses on its own if need be.
           () => {},
@@ -141,59 +254,76 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock,
   };
 
   const rpc = new RpcServer({ host: cfg.host, port: cfg.port, onSettled: (type, ok, error) => metrics.rpcDone(type, ok, error) });
-  rpc.handle('register', async (body: unknown) => {
-    const r = core.register(parseMember(body), clock.now(), { join: (body as { join?: unknown }).join === true });
+  // Every request but `role` needs the leader, and every reply waits for a leadership
+  // check begun after the request arrived (with etcd: see the top of this file).
+  const handle = (type: string, fn: (c: MasterCore, body: unknown) => Promise<unknown>) =>
+    rpc.handle(type, async (body: unknown) => {
+      let reply: unknown;
+      try {
+        reply = await fn(lead(), body);
+      } catch (e) {
+        // A refusal tells of state too (UNKNOWN_NODE from a core a new leader replaced):
+        // it also goes out only from a master that still leads.
+        if ((e as { code?: unknown }).code !== NOT_LEADER) await stillLeading();
+        throw e;
+      }
+      await stillLeading();
+      return reply;
+    });
+  rpc.handle('role', async () => role());
+  handle('register', async (c, body) => {
+    const r = c.register(parseMember(body), clock.now(), { join: (body as { join?: unknown }).join === true });
     await run(r.effects);
     return r.grant;
   });
-  rpc.handle('renew', async (body: unknown) => {
-    const r = core.renew(String((body as { id?: unknown }).id), clock.now());
+  handle('renew', async (c, body) => {
+    const r = c.renew(String((body as { id?: unknown }).id), clock.now());
     await run(r.effects);
     await persisted;
     return r.grant;
   });
-  rpc.handle('changes', async (body: unknown) => {
+  handle('changes', async (c, body) => {
     const lsn = Number((body as { lsn?: unknown }).lsn ?? 0);
     await persisted;
-    return { ...core.changesSince(Number.isSafeInteger(lsn) ? lsn : 0), replication: { n: cfg.n, r: cfg.r, w: cfg.w, vnodes: cfg.vnodes } };
+    return { ...c.changesSince(Number.isSafeInteger(lsn) ? lsn : 0), replication: { n: cfg.n, r: cfg.r, w: cfg.w, vnodes: cfg.vnodes } };
   });
-  rpc.handle('view', async () => {
+  handle('view', async (c) => {
     await persisted;
-    return view();
+    return view(c);
   });
-  rpc.handle('table', async () => {
+  handle('table', async (c) => {
     await persisted;
-    return core.table();
+    return c.table();
   });
   // Membership changes. `joined` and `left` come from the moving node itself, once its
   // data is where it must be; `leave` from an operator (ringkv cluster remove, or HTTP).
   const idOf = (body: unknown): string => String((body as { id?: unknown } | null)?.id ?? '');
-  rpc.handle('joined', async (body: unknown) => {
+  handle('joined', async (c, body) => {
     moveOver(idOf(body));
-    await run(core.joined(idOf(body), clock.now()));
-    return { status: core.member(idOf(body))?.status };
+    await run(c.joined(idOf(body), clock.now()));
+    return { status: c.member(idOf(body))?.status };
   });
-  rpc.handle('leave', async (body: unknown) => {
-    await run(core.leave(idOf(body), clock.now(), cfg.n));
+  handle('leave', async (c, body) => {
+    await run(c.leave(idOf(body), clock.now(), cfg.n));
     moveStarted(idOf(body));
-    return { status: core.member(idOf(body))?.status };
+    return { status: c.member(idOf(body))?.status };
   });
-  rpc.handle('left', async (body: unknown) => {
+  handle('left', async (c, body) => {
     moveOver(idOf(body));
-    await run(core.left(idOf(body), clock.now()));
-    return { status: core.member(idOf(body))?.status };
+    await run(c.left(idOf(body), clock.now()));
+    return { status: c.member(idOf(body))?.status };
   });
   // A moving node's progress (not persisted: it is reported again every few hundred ms),
   // and its final report (done) once the move is over, kept as its last move.
-  rpc.handle('progress', async (body: unknown) => {
+  handle('progress', async (c, body) => {
     const b = (body ?? {}) as { id?: unknown; transfer?: unknown };
-    if (typeof b.id !== 'string' || !core.member(b.id) || typeof b.transfer !== 'object' || b.transfer === null) {
+    if (typeof b.id !== 'string' || !c.member(b.id) || typeof b.transfer !== 'object' || b.transfer === null) {
       throw new MasterError('BAD_MEMBER', 'progress needs a known member id and a transfer object');
     }
     const problem = transferProblem(b.transfer);
     if (problem !== undefined) throw new MasterError('BAD_MEMBER', `bad transfer from ${b.id}: ${problem}`);
     const transfer = { ...(b.transfer as WireTransfer), atMs: clock.now() };
-    if (isMoving(core.member(b.id)?.status)) {
+    if (isMoving(c.member(b.id)?.status)) {
       transfers.set(b.id, transfer);
       lastTransfers.delete(b.id);
     } else if (transfer.done === true) {
@@ -208,9 +338,9 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock,
    * The core's view, with each moving member's current move as `transfer` and each other
    * member's last finished move as `lastTransfer`.
    */
-  const view = () => {
-    const v = core.view(clock.now());
-    for (const id of lastTransfers.keys()) if (!core.member(id)) lastTransfers.delete(id);
+  const view = (c: MasterCore) => {
+    const v = c.view(clock.now());
+    for (const id of lastTransfers.keys()) if (!c.member(id)) lastTransfers.delete(id);
     return {
       ...v,
       members: v.members.map((m) => {
@@ -226,10 +356,20 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock,
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
     res.end(text);
   };
+  /** A standby's HTTP answer: 503, and where the leader is when known. */
+  const sendNotLeader = (res: http.ServerResponse) => {
+    const leader = election?.leader();
+    sendJson(res, 503, { error: 'not_leader', message: new NotLeaderError(leader).message, ...(leader ? { leader } : {}) });
+  };
   const server = http.createServer((req, res) => {
     const url = req.url ?? '/';
     if (req.method === 'GET' && (url === '/cluster' || url.startsWith('/cluster?'))) {
-      sendJson(res, 200, view());
+      if (core) sendJson(res, 200, view(core));
+      else sendNotLeader(res);
+      return;
+    }
+    if (req.method === 'GET' && url === '/role') {
+      sendJson(res, 200, role());
       return;
     }
     // The admin API: POST /cluster/members/<id>/leave decommissions a node.
@@ -237,11 +377,18 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock,
     if (leave && req.method === 'POST') {
       const id = decodeURIComponent(leave[1]!);
       req.resume();
-      run(core.leave(id, clock.now(), cfg.n))
+      if (!core) {
+        sendNotLeader(res);
+        return;
+      }
+      const c = core;
+      run(c.leave(id, clock.now(), cfg.n))
         .then(() => moveStarted(id))
-        .then(() => sendJson(res, 202, { id, status: core.member(id)?.status }))
+        .then(() => stillLeading())
+        .then(() => sendJson(res, 202, { id, status: c.member(id)?.status }))
         .catch((e: unknown) => {
           const code = (e as { code?: unknown }).code;
+          if (code === NOT_LEADER) return sendNotLeader(res);
           sendJson(res, code === 'UNKNOWN_NODE' ? 404 : code === 'BAD_MEMBER' ? 409 : 500, { error: String(code ?? 'internal').toLowerCase(), message: e instanceof Error ? e.message : String(e) });
         });
       return;
@@ -266,44 +413,81 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock,
     res.end(body);
   });
 
+  const role = (): MasterRole => {
+    const leader = core ? self : election?.leader();
+    return { role: core ? 'leader' : 'standby', self, ...(leader ? { leader } : {}), store: storeKind, terms };
+  };
+
   let port: number;
   let httpPort: number;
   try {
+    // One master on LevelDB leads from the start; on etcd, every master starts as a standby.
+    if (!etcd) await takeOver();
     port = await rpc.listen();
     httpPort = await listen(server, cfg.httpPort, cfg.host);
+    self = cfg.advertise ?? `${cfg.host}:${port}`;
+    if (etcd && etcdStore) {
+      election = new MasterElection(
+        etcd,
+        `${cfg.etcdPrefix ?? '/ringkv'}/master`,
+        cfg.masterTtlMs ?? 5000,
+        self,
+        {
+          elected: async (fence) => {
+            etcdStore.setFence(fence);
+            await takeOver();
+          },
+          deposed: (reason) => standBy(reason),
+        },
+        log,
+      );
+      await election.start();
+    }
   } catch (e) {
+    await election?.close().catch(() => {});
     await rpc.close(0).catch(() => {});
-    await db.close();
+    await store.close().catch(() => {});
+    etcd?.close();
     throw e;
   }
 
   let ticking = false;
   const timer = setInterval(() => {
-    if (ticking) return;
+    if (ticking || !core) return;
     ticking = true;
     run(core.tick(clock.now()))
-      .catch((err: unknown) => log.error({ err: errText(err) }, 'tick failed'))
+      .catch((err: unknown) => {
+        if ((err as { code?: unknown }).code !== NOT_LEADER) log.error({ err: errText(err) }, 'tick failed');
+      })
       .finally(() => {
         ticking = false;
       });
   }, cfg.tickMs);
 
-  const v = core.gauges(clock.now());
-  log.info({ rpc: `${cfg.host}:${port}`, http: `${cfg.host}:${httpPort}`, data: cfg.data, lsn: v.lsn, members: statuses.size, n: cfg.n, r: cfg.r, w: cfg.w, leaseMs: cfg.leaseMs }, 'master started');
+  const v = core?.gauges(clock.now());
+  log.info(
+    { rpc: self, http: `${cfg.host}:${httpPort}`, store: storeKind, ...(etcd ? { etcd: cfg.etcd } : { data: cfg.data }), lsn: v?.lsn, members: statuses.size, n: cfg.n, r: cfg.r, w: cfg.w, leaseMs: cfg.leaseMs },
+    'master started',
+  );
 
   return {
     port,
     httpPort,
-    core,
+    get core() {
+      return core;
+    },
+    role,
     metrics,
     async close() {
       log.info('master stopping');
       clearInterval(timer);
+      await election?.close();
       await Promise.all([rpc.close(1000), new Promise<void>((r) => server.close(() => r()))]);
       server.closeAllConnections();
       await peers.close();
       await persisted.catch(() => {});
-      await db.close();
+      await store.close();
+      etcd?.close();
     },
   };
 }

@@ -85,7 +85,7 @@ describe('a master with one node', () => {
     const ranges = valueOf(e, 'ringkv_master_ranges');
     expect(ranges).toBeGreaterThan(0);
     expect(valueOf(e, 'ringkv_master_leases', { state: 'held' }) + valueOf(e, 'ringkv_master_leases', { state: 'recalling' })).toBe(ranges);
-    const core = master.core.gauges(Date.now());
+    const core = master.core!.gauges(Date.now());
     expect(valueOf(e, 'ringkv_master_table_lsn')).toBe(core.lsn);
     expect(valueOf(e, 'ringkv_master_table_lsn')).toBeGreaterThan(0);
     expect(valueOf(e, 'ringkv_master_change_log_entries')).toBe(core.changeLogEntries);
