@@ -16,10 +16,11 @@
 // cannot be reached, does not know the node, refuses the leave, or the leave times out.
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { RpcClient, RpcRemoteError } from '../server/protocol/rpc/index.js';
+import { MasterLink, RpcRemoteError } from '../server/protocol/rpc/index.js';
+import { NOT_LEADER } from '../server/master/leadership.js';
 import { addNodeOptions, intIn, nodeConfig, nodeId, runNode } from './node-cmd.js';
 import { RANGE_MOVE_STATES, type RangeMoveWait } from '../server/master/core.js';
-import { formatTransfer, mib, parseView, splitHostPort, VIEW_TIMEOUT_MS, type ViewMember, type ViewTransfer } from './status.js';
+import { formatTransfer, masterAddrs, mib, parseView, VIEW_TIMEOUT_MS, type ViewMember, type ViewTransfer } from './status.js';
 
 const EXIT_USAGE = 2;
 /** Exit code after Ctrl-C during a remove (the leave itself goes on). */
@@ -190,20 +191,21 @@ export function progressDisplay(plain: boolean, out: NodeJS.WritableStream & { i
 
 // ---- watching the master's view ----------------------------------------------------------
 
-/** One connection to the master, for `leave` and for polling `view`. */
-class MasterLink {
-  private readonly client: RpcClient;
+/** The way to the master that leads (one address, or several: --master a:7000,b:7000), for `leave` and for polling `view`. */
+class MasterWatch {
+  private readonly link: MasterLink;
 
-  constructor(
-    readonly addr: string,
-    host: string,
-    port: number,
-  ) {
-    this.client = new RpcClient({ host, port, connectTimeoutMs: VIEW_TIMEOUT_MS, maxPending: 4 });
+  constructor(masters: string) {
+    this.link = new MasterLink(masters, { connectTimeoutMs: VIEW_TIMEOUT_MS, maxPending: 4 });
+  }
+
+  /** The master answering now (the leader, as far as known). */
+  get addr(): string {
+    return this.link.leader();
   }
 
   call<T>(type: string, body: unknown): Promise<T> {
-    return this.client.call<T>(type, body, { timeoutMs: VIEW_TIMEOUT_MS });
+    return this.link.call<T>(type, body, { timeoutMs: VIEW_TIMEOUT_MS });
   }
 
   /** The member `id` in the master's view; undefined when the view does not list it. */
@@ -212,7 +214,7 @@ class MasterLink {
   }
 
   async close(): Promise<void> {
-    await this.client.close();
+    await this.link.close();
   }
 }
 
@@ -237,15 +239,15 @@ export interface RemoveOptions {
 }
 
 async function removeNode(id: string, o: RemoveOptions): Promise<void> {
-  const { host, port } = splitHostPort(o.master);
-  const link = new MasterLink(o.master, host, port);
+  const link = new MasterWatch(o.master);
   try {
     await link.call('leave', { id });
   } catch (e) {
     if (e instanceof RpcRemoteError) {
-      if (e.code === 'UNKNOWN_NODE') fail(`master at ${o.master} has no member ${id} (UNKNOWN_NODE)`);
-      if (e.code === 'BAD_MEMBER') fail(`master at ${o.master} refused to remove ${id} (BAD_MEMBER): ${e.message}`);
-      fail(`master at ${o.master} refused to remove ${id}: ${e.code}: ${e.message}`);
+      if (e.code === 'UNKNOWN_NODE') fail(`master at ${link.addr} has no member ${id} (UNKNOWN_NODE)`);
+      if (e.code === 'BAD_MEMBER') fail(`master at ${link.addr} refused to remove ${id} (BAD_MEMBER): ${e.message}`);
+      if (e.code === NOT_LEADER) fail(`no master leads among ${o.master}: ${e.message}`);
+      fail(`master at ${link.addr} refused to remove ${id}: ${e.code}: ${e.message}`);
     }
     fail(`cannot reach master at ${o.master}: ${oneLine(e)}`);
   }
@@ -304,8 +306,7 @@ async function removeNode(id: string, o: RemoveOptions): Promise<void> {
  * stdout. Never gives up (the node keeps running and keeps joining); stopped by `stop()`.
  */
 function watchJoin(id: string, master: string, plain: boolean): { stop(): void } {
-  const { host, port } = splitHostPort(master);
-  const link = new MasterLink(master, host, port);
+  const link = new MasterWatch(master);
   const display = progressDisplay(plain);
   let stopped = false;
   void (async () => {
@@ -342,7 +343,7 @@ function removeCommand(): Command {
   return new Command('remove')
     .description('decommission a node: it hands its data to the nodes that take its ranges, leaves the ring, and exits')
     .argument('<node-id>', 'the member to remove', nodeId)
-    .option('--master <host:port>', "the lease master's RPC address", (v: string) => (splitHostPort(v), v), '127.0.0.1:7000')
+    .option('--master <host:port,...>', "the lease master's RPC address, or every master's (one leads)", masterAddrs, '127.0.0.1:7000')
     .option('--no-progress', 'no progress bar: one plain line a second on stderr (also when stderr is not a terminal)')
     .option('--timeout-s <n>', 'give up watching (exit 2) after this many seconds; the leave itself goes on', intIn('--timeout-s', 1, 7 * 86_400), REMOVE_TIMEOUT_S)
     .action(async (id: string, o: RemoveOptions) => {
@@ -357,7 +358,7 @@ function addCommand(): Command {
       const cfg = nodeConfig(o);
       // stderr shows the join's progress: the node's own logs only from warn up, unless asked.
       if (cmd.getOptionValueSource('logLevel') === 'default') cfg.logLevel = 'warn';
-      if (!cfg.master) fail('cluster add needs --master <host:port>: the lease master of the cluster to join');
+      if (!cfg.master) fail('cluster add needs --master <host:port,...>: the lease master(s) of the cluster to join');
       const master = cfg.master;
       let watch: { stop(): void } | undefined;
       await runNode(cfg, {

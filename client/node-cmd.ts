@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { defaults, MIN_ITEM_SIZE, type NodeConfig, type StorageKind } from '../server/config.js';
 import { startNode, type RunningNode } from '../server/node.js';
 import { LOG_LEVELS, type LogLevel } from '../server/log.js';
+import { masterList } from '../server/master/leadership.js';
 
 export const EXIT_USAGE = 2;
 
@@ -36,6 +37,20 @@ export function address(v: string): string {
   return v;
 }
 
+/** `host:port[,host:port...]`: the lease masters (one, or the several of an HA setup), each checked as `address`; kept as given. */
+export function addressList(v: string): string {
+  const list = masterList(v);
+  if (list.length === 0) throw new InvalidArgumentError('want host:port[,host:port...]');
+  for (const a of list) {
+    try {
+      address(a);
+    } catch {
+      throw new InvalidArgumentError(`want host:port[,host:port...], got ${JSON.stringify(a)}`);
+    }
+  }
+  return list.join(',');
+}
+
 /** Node ids name vector-clock entries and ring members: plain words only. */
 export function nodeId(v: string): string {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(v) || v === '__proto__') {
@@ -62,7 +77,7 @@ export function addNodeOptions(cmd: Command): Command {
     .option('--idle-timeout <s>', 'close connections silent both ways this many seconds (memcached idle_timeout; 0 = never)', intIn('--idle-timeout', 0, 86_400), defaults.idleTimeoutMs / 1000)
     .option('--request-timeout <s>', 'a request must arrive whole, and replies be taken, within this many seconds (0 = never)', intIn('--request-timeout', 0, 86_400), defaults.requestTimeoutMs / 1000)
     .option('--sweep-interval-ms <ms>', 'pause between sweeps of expired items', intIn('--sweep-interval-ms', 10, 86_400_000), defaults.sweepIntervalMs)
-    .option('--master <host:port>', 'join the cluster of this lease master (its RPC address)', address)
+    .option('--master <host:port,...>', 'join the cluster of this lease master (its RPC address), or of these masters (one leads, the others stand by)', addressList)
     .option('--rpc-port <n>', 'internal RPC port, in a cluster (0 = any free port)', port, defaults.rpcPort)
     .option('--zone <name>', 'failure domain of this node (every node has one, or none)')
     .option('--renew-ms <ms>', "override the master's renewal period", intIn('--renew-ms', 10, 3_600_000))

@@ -14,12 +14,15 @@
 import { hash64, initHash } from '../ring/index.js';
 import { LeaseTable } from '../server/cluster/lease-table.js';
 import { IN_RING, type ChangesReply, type WireMember } from '../server/master/core.js';
-import { RpcBusy, RpcClient, RpcEncodeError, RpcError, RpcRemoteError, RpcTimeout, RpcUnavailable } from '../server/protocol/rpc/index.js';
+import { MasterLink, RpcBusy, RpcClient, RpcEncodeError, RpcError, RpcRemoteError, RpcTimeout, RpcUnavailable } from '../server/protocol/rpc/index.js';
 import { BadRequest, Busy, Closed, NonNumeric, RingkvError, ServerError, Timeout, Unavailable, ValueTooLarge } from './errors.js';
 import { checkFlags, checkItemSize, keyBytes, MAX_ITEM_SIZE_DEFAULT, ttlMs, u64Text, valueBytes, type Key, type Value } from './keys.js';
 
 export interface RingClientOptions {
-  /** The lease master's RPC address `host:port`, or several, tried in order. */
+  /**
+   * The lease master's RPC address `host:port`, or several (an HA setup: one leads, the
+   * others stand by): tried in order, following a standby's NOT_LEADER answer to the leader.
+   */
   master: string | readonly string[];
   /** Deadline of each request, retries included, in ms. Default 5000. */
   timeoutMs?: number;
@@ -143,7 +146,7 @@ const PLAIN_OPS = new Set(['get', 'set', 'delete', 'touch']);
 const SUSPECT_MS = 2_000;
 
 interface Settings {
-  masters: Array<[string, number]>;
+  masters: string[];
   timeoutMs: number;
   refreshMs: number;
   poolSize: number;
@@ -167,9 +170,8 @@ const NODE_BATCH_KEYS_MAX = 10_000;
 export class RingClient {
   readonly counters: RingClientCounters = { requests: 0, retries: 0, notOwner: 0, busy: 0, refreshes: 0, refreshFailures: 0 };
   private readonly table = new LeaseTable();
-  private readonly masters: RpcClient[];
-  /** The master that answered last; pulls start there. */
-  private masterIndex = 0;
+  /** The masters; pulls go to the one that leads (the last that answered). */
+  private readonly master: MasterLink;
   /** `host:port` -> its connections and the next one to use. */
   private readonly pools = new Map<string, { clients: RpcClient[]; next: number }>();
   private pulling: Promise<void> | undefined;
@@ -179,10 +181,11 @@ export class RingClient {
   private readonly suspects = new Map<string, number>();
 
   private constructor(private readonly s: Settings) {
-    this.masters = s.masters.map(([host, port]) => new RpcClient({ host, port, connectTimeoutMs: s.connectTimeoutMs }));
+    // With several masters, a silent one costs one try (attemptTimeoutMs), as a silent node does.
+    this.master = new MasterLink(s.masters, { connectTimeoutMs: s.connectTimeoutMs, attemptTimeoutMs: s.attemptTimeoutMs });
   }
 
-  /** Pulls the lease table from the first master that answers, and keeps it fresh. Unavailable when none answers. */
+  /** Pulls the lease table from the master that leads, and keeps it fresh. Unavailable when none answers in time. */
   static async connect(opts: RingClientOptions): Promise<RingClient> {
     const client = new RingClient(settingsOf(opts));
     try {
@@ -294,9 +297,9 @@ export class RingClient {
     this.closed = true;
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
-    const all = [...this.masters, ...[...this.pools.values()].flatMap((p) => p.clients)];
+    const all = [...this.pools.values()].flatMap((p) => p.clients);
     this.pools.clear();
-    await Promise.all(all.map((c) => c.close()));
+    await Promise.all([this.master.close(), ...all.map((c) => c.close())]);
   }
 
   // ---- requests ----------------------------------------------------------------------
@@ -563,7 +566,7 @@ export class RingClient {
 
   // ---- the lease table and the connections -------------------------------------------
 
-  /** One pull of the master's changes at a time; the masters are tried in order from the last that answered. */
+  /** One pull of the master's changes at a time, from the master that leads (MasterLink finds it). */
   private refresh(): Promise<void> {
     if (this.closed) return Promise.reject(new Closed());
     this.pulling ??= this.pull().finally(() => {
@@ -573,24 +576,17 @@ export class RingClient {
   }
 
   private async pull(): Promise<void> {
-    let last: unknown;
-    for (let i = 0; i < this.masters.length; i++) {
-      const at = (this.masterIndex + i) % this.masters.length;
-      try {
-        const reply = await this.masters[at]!.call<ChangesReply>('changes', { lsn: this.table.lsn }, { timeoutMs: this.s.timeoutMs });
-        if (typeof reply?.lsn !== 'number' || !('full' in reply || Array.isArray(reply.changes))) throw new ServerError('BAD_REPLY', 'the master answered changes with a malformed table');
-        this.masterIndex = at;
-        if (this.table.apply(reply)) this.dropStalePools();
-        this.counters.refreshes++;
-        return;
-      } catch (e) {
-        last = e;
-        if (this.closed) throw new Closed();
-      }
+    try {
+      const reply = await this.master.call<ChangesReply>('changes', { lsn: this.table.lsn }, { timeoutMs: this.s.timeoutMs });
+      if (typeof reply?.lsn !== 'number' || !('full' in reply || Array.isArray(reply.changes))) throw new ServerError('BAD_REPLY', 'the master answered changes with a malformed table');
+      if (this.table.apply(reply)) this.dropStalePools();
+      this.counters.refreshes++;
+    } catch (e) {
+      if (this.closed) throw new Closed();
+      this.counters.refreshFailures++;
+      const why = e instanceof Error ? e.message : String(e);
+      throw new Unavailable(false, `no lease master answered (${this.master.addresses().join(', ')}): ${why}`, { cause: e });
     }
-    this.counters.refreshFailures++;
-    const why = last instanceof Error ? last.message : String(last);
-    throw new Unavailable(false, `no lease master answered (${this.masters.map((m) => m.endpoint).join(', ')}): ${why}`, { cause: last });
   }
 
   /** A connection to the node at `addr`, round-robin over its pool. */
@@ -634,7 +630,7 @@ function settingsOf(o: RingClientOptions): Settings {
   const list = typeof o.master === 'string' ? [o.master] : [...(o.master ?? [])];
   if (list.length === 0) throw new BadRequest('master: at least one host:port is needed');
   const s: Settings = {
-    masters: list.map(parseAddr),
+    masters: list.map((a) => (parseAddr(a), a)),
     timeoutMs: o.timeoutMs ?? 5000,
     refreshMs: o.refreshMs ?? 1000,
     poolSize: o.poolSize ?? 2,

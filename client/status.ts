@@ -1,13 +1,16 @@
 // `ringkv status`: asks the lease master for its view (RPC `view`) and says what the
 // cluster looks like: members and their addresses, the share of the key space each one's
-// pieces cover, lease generations, pieces on the move, and whether all is well.
+// pieces cover, lease generations, pieces on the move, and whether all is well. Given
+// several masters (`--master a:7000,b:7000,c:7000`, an HA setup), it asks the one that
+// leads for the view and every one for its role (RPC `role`), and shows which leads.
 //
 // The reading of a view (`parseView`, `summarize`, `formatStatus`) is pure: a view goes
 // in, rows and problems come out, so tests feed it plain values. `ringkv start` uses the
 // same reading to decide when the cluster it started is ready.
 import http from 'node:http';
 import { Command, InvalidArgumentError } from 'commander';
-import { RpcClient, RpcRemoteError } from '../server/protocol/rpc/index.js';
+import { MasterLink, RpcRemoteError } from '../server/protocol/rpc/index.js';
+import { masterList, NOT_LEADER, type MasterRole } from '../server/master/leadership.js';
 import { RANGE_MOVE_STATES, type RangeMoveState, type WireRangeMove, type WireTransfer } from '../server/master/core.js';
 import { transferProblem } from '../server/master/wire-check.js';
 
@@ -16,6 +19,8 @@ const EXIT_USAGE = 2;
 export const RING_SIZE = 1n << 64n;
 /** Deadline of the `view` call, connect included. */
 export const VIEW_TIMEOUT_MS = 5_000;
+/** Deadline of each master's `role` call, connect included. */
+export const ROLE_TIMEOUT_MS = 2_000;
 
 export interface ViewMember {
   readonly id: string;
@@ -60,8 +65,22 @@ export interface MemberSummary extends ViewMember {
   readonly generations: { readonly min: number; readonly max: number } | null;
 }
 
+/** One listed master as `role` found it: its role, or unreachable. */
+export interface MasterEntry {
+  /** The address as listed in --master. */
+  readonly addr: string;
+  readonly role: MasterRole['role'] | 'unreachable';
+  /** The leader it names (itself when leading), when it knows one. */
+  readonly leader?: string;
+  readonly store?: MasterRole['store'];
+  /** Why it is unreachable. */
+  readonly error?: string;
+}
+
 export interface StatusSummary extends MasterView {
   readonly members: readonly MemberSummary[];
+  /** Every listed master's role (when they were asked). */
+  readonly masters?: readonly MasterEntry[];
   readonly health: { readonly healthy: boolean; readonly problems: readonly string[] };
 }
 
@@ -145,7 +164,45 @@ export function problems(view: MasterView): string[] {
   return out;
 }
 
-export function summarize(view: MasterView): StatusSummary {
+/** What the masters' roles say is wrong: no leader among the masters that answered. */
+export function masterProblems(masters: readonly MasterEntry[]): string[] {
+  if (masters.length === 0 || masters.some((m) => m.role === 'leader')) return [];
+  const answering = masters.filter((m) => m.role !== 'unreachable');
+  if (answering.length === 0) return [`no master answered role (${masters.map((m) => m.addr).join(', ')})`];
+  return [`no master leads (standby: ${answering.map((m) => m.addr).join(', ')})`];
+}
+
+/** The masters line: "masters: 127.0.0.1:7000 leader, 127.0.0.1:7001 standby, 127.0.0.1:7002 unreachable". */
+export function formatMasters(masters: readonly MasterEntry[]): string {
+  return `masters: ${masters.map((m) => `${m.addr} ${m.role}`).join(', ')}`;
+}
+
+/** Checks a `role` reply at the boundary: a MasterRole, or undefined when it is not one. */
+export function parseRole(body: unknown): MasterRole | undefined {
+  const r = body as Partial<Record<keyof MasterRole, unknown>> | null;
+  if (!r || typeof r !== 'object' || (r.role !== 'leader' && r.role !== 'standby')) return undefined;
+  if (r.leader !== undefined && !isStr(r.leader)) return undefined;
+  if (r.store !== undefined && r.store !== 'level' && r.store !== 'etcd') return undefined;
+  return body as MasterRole;
+}
+
+/**
+ * The entry of one master from how its `role` call ended: its reply, or the error. A
+ * master older than the `role` RPC (UNKNOWN_TYPE) is a lone master on the level store,
+ * which always leads.
+ */
+export function masterEntry(addr: string, outcome: { reply: unknown } | { error: unknown }): MasterEntry {
+  if ('reply' in outcome) {
+    const r = parseRole(outcome.reply);
+    if (r === undefined) return { addr, role: 'unreachable', error: `bad role reply: ${JSON.stringify(outcome.reply)?.slice(0, 120)}` };
+    return { addr, role: r.role, ...(r.leader !== undefined ? { leader: r.leader } : {}), ...(r.store !== undefined ? { store: r.store } : {}) };
+  }
+  const e = outcome.error;
+  if (e instanceof RpcRemoteError && e.code === 'UNKNOWN_TYPE') return { addr, role: 'leader', leader: addr, store: 'level' };
+  return { addr, role: 'unreachable', error: e instanceof RpcRemoteError ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e) };
+}
+
+export function summarize(view: MasterView, masters?: readonly MasterEntry[]): StatusSummary {
   const shares = keyShares(view.leases);
   const generations = new Map<string, { min: number; max: number }>();
   for (const l of view.leases) {
@@ -156,8 +213,8 @@ export function summarize(view: MasterView): StatusSummary {
   const members = view.members
     .map((m) => ({ ...m, share: shares.get(m.id) ?? 0, generations: generations.get(m.id) ?? null }))
     .sort((a, b) => a.id.localeCompare(b.id, 'en', { numeric: true }));
-  const found = problems(view);
-  return { ...view, members, health: { healthy: found.length === 0, problems: found } };
+  const found = [...(masters ? masterProblems(masters) : []), ...problems(view)];
+  return { ...view, members, ...(masters ? { masters } : {}), health: { healthy: found.length === 0, problems: found } };
 }
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)}s`;
@@ -259,7 +316,7 @@ function table(rows: readonly (readonly string[])[]): string[] {
 }
 
 /**
- * The human form: a header line, a member table (a moving member's STATUS with its
+ * The human form: a header line, the masters' roles (when asked), a member table (a moving member's STATUS with its
  * progress), the moving ranges of the transfers that report them (grouped by source,
  * target, state and waiting reason), each member's last finished move (one line each),
  * the members that left (one line, not in the table), the moving pieces, and the health
@@ -269,6 +326,7 @@ export function formatStatus(master: string, s: StatusSummary): string[] {
   const current = s.members.filter((m) => m.status !== 'left');
   const gone = s.members.filter((m) => m.status === 'left');
   const lines = [`master ${master} lsn=${s.lsn} lease=${s.leaseMs}ms members=${current.length} pieces=${s.leases.length}`];
+  if (s.masters) lines.push(formatMasters(s.masters));
   const rows = [['ID', 'ZONE', 'STATUS', 'MEMCACHED', 'HTTP', 'RPC', 'PIECES', 'SHARE', 'GENERATIONS', 'RENEWED']];
   for (const m of current) {
     rows.push([
@@ -355,16 +413,40 @@ export class MasterUnreachable extends Error {
  * connection, no reply in time), RpcRemoteError (the master said no) or BadViewError.
  */
 export async function fetchView(host: string, port: number, timeoutMs = VIEW_TIMEOUT_MS): Promise<MasterView> {
-  const client = new RpcClient({ host, port, connectTimeoutMs: timeoutMs, maxPending: 1 });
+  return (await fetchLeaderView(`${host}:${port}`, timeoutMs)).view;
+}
+
+/**
+ * The view of the master that leads among `masters` (a list, or host:port[,host:port...]),
+ * and its address. Rejects as fetchView; RpcRemoteError NOT_LEADER when none led in time.
+ */
+export async function fetchLeaderView(masters: string | readonly string[], timeoutMs = VIEW_TIMEOUT_MS): Promise<{ view: MasterView; leader: string }> {
+  const link = new MasterLink(masters, { connectTimeoutMs: timeoutMs, maxPending: 1 });
   try {
-    const body = await client.call<unknown>('view', {}, { timeoutMs });
-    return parseView(body);
+    const body = await link.call<unknown>('view', {}, { timeoutMs });
+    return { view: parseView(body), leader: link.leader() };
   } catch (e) {
     if (e instanceof RpcRemoteError || e instanceof BadViewError) throw e;
     throw new MasterUnreachable(e instanceof Error ? e.message : String(e));
   } finally {
-    await client.close();
+    await link.close();
   }
+}
+
+/** Every listed master's role, asked at once; one that does not answer within timeoutMs is unreachable. */
+export async function fetchRoles(masters: readonly string[], timeoutMs = ROLE_TIMEOUT_MS): Promise<MasterEntry[]> {
+  return Promise.all(
+    masters.map(async (addr) => {
+      const link = new MasterLink([addr], { connectTimeoutMs: timeoutMs, maxPending: 1 });
+      try {
+        return masterEntry(addr, { reply: await link.call<unknown>('role', {}, { timeoutMs }) });
+      } catch (error) {
+        return masterEntry(addr, { error });
+      } finally {
+        await link.close();
+      }
+    }),
+  );
 }
 
 export function splitHostPort(v: string): { host: string; port: number } {
@@ -372,6 +454,14 @@ export function splitHostPort(v: string): { host: string; port: number } {
   const port = Number(v.slice(i + 1));
   if (i <= 0 || !/^[0-9]+$/.test(v.slice(i + 1)) || port < 1 || port > 65535) throw new InvalidArgumentError('want host:port');
   return { host: v.slice(0, i), port };
+}
+
+/** --master: `host:port[,host:port...]`, each checked; the list, comma-joined. */
+export function masterAddrs(v: string): string {
+  const list = masterList(v);
+  if (list.length === 0) throw new InvalidArgumentError('want host:port[,host:port...]');
+  for (const a of list) splitHostPort(a);
+  return list.join(',');
 }
 
 function fail(message: string): never {
@@ -382,19 +472,24 @@ function fail(message: string): never {
 export function statusCommand(): Command {
   return new Command('status')
     .description("show the cluster as the lease master sees it: members, key-space shares, moving pieces, health")
-    .option('--master <host:port>', "the lease master's RPC address", (v: string) => (splitHostPort(v), v), '127.0.0.1:7000')
-    .option('--json', 'print the view and the computed shares and health as JSON')
+    .option('--master <host:port,...>', "the lease master's RPC address, or every master's (one leads)", masterAddrs, '127.0.0.1:7000')
+    .option('--json', 'print the view, the masters, and the computed shares and health as JSON')
     .action(async (o: { master: string; json?: boolean }) => {
-      const { host, port } = splitHostPort(o.master);
+      const addrs = masterList(o.master);
+      const roles = fetchRoles(addrs);
       let view: MasterView;
+      let leader: string;
       try {
-        view = await fetchView(host, port);
+        ({ view, leader } = await fetchLeaderView(addrs));
       } catch (e) {
         if (e instanceof MasterUnreachable) fail(`cannot reach master at ${o.master}: ${e.message}`);
+        if (e instanceof RpcRemoteError && e.code === NOT_LEADER) fail(`no master leads among ${o.master}: ${e.message}`);
         if (e instanceof RpcRemoteError) fail(`master at ${o.master} refused view: ${e.code}: ${e.message}`);
         fail(`bad reply from master at ${o.master}: ${e instanceof Error ? e.message : String(e)}`);
       }
-      const summary = summarize(view);
+      // A leader found through a standby's hint but not listed is shown too, after the listed ones.
+      const masters = [...(await roles), ...(addrs.includes(leader) ? [] : await fetchRoles([leader]))];
+      const summary = summarize(view, masters);
       const up = summary.members.filter((m) => m.status === 'up');
       const stats = new Map(await Promise.all(up.map(async (m) => [m.id, await fetchNodeStats(m.addrs.http)] as const)));
       if (o.json) {
@@ -403,7 +498,7 @@ export function statusCommand(): Command {
         );
         process.stdout.write(`${JSON.stringify({ ...summary, replication }, null, 2)}\n`);
       } else {
-        process.stdout.write(`${[...formatStatus(o.master, summary), ...formatReplication(stats)].join('\n')}\n`);
+        process.stdout.write(`${[...formatStatus(leader, summary), ...formatReplication(stats)].join('\n')}\n`);
       }
     });
 }

@@ -48,7 +48,7 @@ export interface NodeConfig {
   requestTimeoutMs: number;
   /** How long SIGTERM waits for in-flight requests before closing anyway. */
   shutdownGraceMs: number;
-  /** Lease master (host:port of its RPC); absent = a standalone node that owns every key. */
+  /** Lease master (host:port of its RPC), or several comma-separated (one leads); absent = a standalone node that owns every key. */
   master?: string;
   /** Internal RPC port (forwarded commands, recalls), in a cluster. */
   rpcPort: number;

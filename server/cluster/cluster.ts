@@ -7,7 +7,7 @@ import type { Clock } from '../clock.js';
 import type { NodeConfig } from '../config.js';
 import type { ChangesReply, NodeAddrs, WireLease } from '../master/core.js';
 import type { McContext } from '../protocol/memcached/execute.js';
-import { RpcClient, RpcPeers, RpcServer, RpcUnavailable, splitAddr } from '../protocol/rpc/index.js';
+import { MasterLink, RpcClient, RpcPeers, RpcServer, RpcUnavailable } from '../protocol/rpc/index.js';
 import { LeaseTable } from './lease-table.js';
 import { Owner, realTimers } from './owner.js';
 import { Router, type WireCommand } from './router.js';
@@ -61,8 +61,9 @@ export async function startClusterMembership(
   if (!cfg.master) throw new Error('no master configured');
   const log = obs.log ?? silentLogger;
   await initHash();
-  const [masterHost, masterPort] = splitAddr(cfg.master);
-  const master = new RpcClient({ host: masterHost, port: masterPort });
+  // One address or several (--master a:7000,b:7000): calls go to the one that leads. With
+  // several, a master that went silent (paused, cut off) costs one try of at most 1 s.
+  const master = new MasterLink(cfg.master, { attemptTimeoutMs: Math.min(cfg.forwardTimeoutMs, 1000) });
   const peers = new RpcPeers();
   const peer = (addr: string): RpcClient => peers.get(addr);
   // Fault injection for tests (--debug-faults): peers this node cannot reach, as if the

@@ -149,6 +149,7 @@ describe('ringkv start --nodes 3 --base-port 0, then ringkv status', () => {
     }
     expect(Math.abs(s.members.reduce((a, m) => a + m.share, 0) - 1)).toBeLessThan(1e-9);
     expect(s.health.healthy).toBe(true);
+    expect((s as unknown as { masters: unknown }).masters).toEqual([expect.objectContaining({ addr: `127.0.0.1:${cluster.master.rpc}`, role: 'leader', store: 'level' })]);
   });
 
   it('status without --json: a member table and "health: healthy"', async () => {
@@ -157,8 +158,10 @@ describe('ringkv start --nodes 3 --base-port 0, then ringkv status', () => {
     expect(run.stderr).toBe('');
     const lines = run.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(new RegExp(`^master 127\\.0\\.0\\.1:${cluster.master.rpc} lsn=\\d+ lease=\\d+ms members=3 pieces=\\d+$`));
-    expect(lines[1]).toMatch(/^ID\s+ZONE\s+STATUS\s+MEMCACHED\s+HTTP\s+RPC\s+PIECES\s+SHARE\s+GENERATIONS\s+RENEWED$/);
-    for (const [i, id] of ['n1', 'n2', 'n3'].entries()) expect(lines[2 + i]).toMatch(new RegExp(`^${id}\\s+-\\s+up\\s+127\\.0\\.0\\.1:\\d+\\s.*%\\s+\\d+-\\d+\\s+\\d+\\.\\ds ago$`));
+    // The one master of `ringkv start` (level store) leads.
+    expect(lines[1]).toBe(`masters: 127.0.0.1:${cluster.master.rpc} leader`);
+    expect(lines[2]).toMatch(/^ID\s+ZONE\s+STATUS\s+MEMCACHED\s+HTTP\s+RPC\s+PIECES\s+SHARE\s+GENERATIONS\s+RENEWED$/);
+    for (const [i, id] of ['n1', 'n2', 'n3'].entries()) expect(lines[3 + i]).toMatch(new RegExp(`^${id}\\s+-\\s+up\\s+127\\.0\\.0\\.1:\\d+\\s.*%\\s+\\d+-\\d+\\s+\\d+\\.\\ds ago$`));
     expect(lines).toContain('moving: none');
     expect(lines).toContain('health: healthy');
     // Then each node's replication counters, read from its /stats.

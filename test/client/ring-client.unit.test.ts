@@ -7,6 +7,7 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RpcServer, type RpcHandler } from '../../server/protocol/rpc/index.js';
 import type { ChangesReply } from '../../server/master/core.js';
+import { NotLeaderError } from '../../server/master/leadership.js';
 import {
   BadRequest,
   Closed,
@@ -297,5 +298,40 @@ describe('RingClient against fake nodes', () => {
     const kv = await RingClient.connect({ master: [dead, `${HOST}:${m.port}`] });
     cleanups.push(() => kv.close());
     expect(await kv.get('k')).toBeUndefined();
+  });
+
+  it('finds the master that leads: follows a standby\'s NOT_LEADER hint, or tries the next one without a hint', async () => {
+    const addr = await fakeNode(() => ({ status: 'NOT_FOUND' }));
+    const m = await fakeMaster(() => addr);
+    const leader = `${HOST}:${m.port}`;
+    const standby = async (hint: string | undefined) => {
+      const server = new RpcServer({ host: HOST, port: 0 });
+      const seen = { changes: 0 };
+      server.handle('changes', () => {
+        seen.changes++;
+        throw new NotLeaderError(hint);
+      });
+      const port = await server.listen();
+      cleanups.push(() => server.close(0));
+      return { addr: `${HOST}:${port}`, seen };
+    };
+    // The leader is reached only through the hint: it is not in the list.
+    const hinting = await standby(leader);
+    const kv = await RingClient.connect({ master: [hinting.addr], refreshMs: 60_000 });
+    cleanups.push(() => kv.close());
+    expect(await kv.get('k')).toBeUndefined();
+    expect(hinting.seen.changes).toBe(1);
+    expect(m.state.pulls).toBe(1);
+
+    const silent = await standby(undefined);
+    const kv2 = await RingClient.connect({ master: [silent.addr, leader], refreshMs: 60_000 });
+    cleanups.push(() => kv2.close());
+    expect(await kv2.get('k')).toBeUndefined();
+    expect(silent.seen.changes).toBe(1);
+
+    // Only standbys, no leader: Unavailable once the deadline passes.
+    const t0 = Date.now();
+    await expect(RingClient.connect({ master: [silent.addr, hinting.addr.replace(/:\d+$/, `:${await deadPort()}`)], timeoutMs: 400 })).rejects.toBeInstanceOf(Unavailable);
+    expect(Date.now() - t0).toBeLessThan(2000);
   });
 });

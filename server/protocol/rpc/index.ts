@@ -29,3 +29,4 @@ export { RpcServer, type RpcContext, type RpcHandler, type RpcServerCounters, ty
 export { RpcClient, type CallOptions, type RpcClientCounters, type RpcClientOptions } from './client.js';
 export { globalTimers, type Timers } from './timers.js';
 export { RpcPeers, splitAddr } from './peers.js';
+export { MasterLink, type MasterLinkCounters, type MasterLinkOptions } from './master-link.js';
