@@ -4,7 +4,7 @@
 // header; "no master leads" as a health problem; the view asked of the leader through a
 // standby's hint. The pure parts take plain values; fetchRoles and fetchLeaderView run
 // against in-process RpcServers on loopback.
-import net from 'node:net';
+import { deadAddr } from '../helpers/connect.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   fetchLeaderView,
@@ -147,14 +147,6 @@ async function fakeMaster(kind: 'leader' | 'standby' | 'old', leader: () => stri
   });
   self = `${HOST}:${await server.listen()}`;
   return self;
-}
-
-async function deadAddr(): Promise<string> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, HOST, r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return `${HOST}:${port}`;
 }
 
 describe('asking the masters', () => {

@@ -3,7 +3,7 @@
 // naming it, and an address nobody listens on. The node registers and serves; `ringkv
 // status` reads the leader's view and shows every master's role; `ringkv cluster remove`
 // reaches the leader through the standby; a malformed list is a usage error.
-import net from 'node:net';
+import { deadAddr } from '../helpers/connect.js';
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMaster, startRingkv, type RunningServer } from '../../bench/lib/servers.js';
@@ -15,14 +15,6 @@ import { expectOneLineFailure, runCli } from '../helpers/cli.js';
 
 const HOST = '127.0.0.1';
 const renewMs = 200;
-
-async function deadAddr(): Promise<string> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, HOST, r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return `${HOST}:${port}`;
-}
 
 describe('a node and the tools given a list of masters', () => {
   let master: RunningServer;

@@ -19,3 +19,12 @@ export function connectSocket(port: number, host: string, timeoutMs: number): Pr
     });
   });
 }
+
+/** host:port where nothing listens (a loopback port bound and released): a dead address. */
+export async function deadAddr(host = '127.0.0.1'): Promise<string> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, host, r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return `${host}:${port}`;
+}

@@ -2,7 +2,7 @@
 // list (following a standby's NOT_LEADER hint, or trying the next address when there is
 // none or an address is dead), within one deadline, and passes every other error through.
 // With one address it is a plain RpcClient call.
-import net from 'node:net';
+import { deadAddr } from '../helpers/connect.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MasterLink, RpcRemoteError, RpcServer, RpcTimeout, RpcUnavailable, type MasterLinkOptions } from '../../server/protocol/rpc/index.js';
 import { NotLeaderError, NOT_LEADER } from '../../server/master/leadership.js';
@@ -43,15 +43,6 @@ async function fakeMaster(kind: 'leader' | 'standby', hint: () => string | undef
   server.handle('never', () => new Promise(() => {}));
   addr = `${HOST}:${await server.listen()}`;
   return { addr, server, seen };
-}
-
-/** An address nothing listens on (a port bound and released). */
-async function deadAddr(): Promise<string> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, HOST, r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return `${HOST}:${port}`;
 }
 
 function link(addrs: string | string[], opts: MasterLinkOptions = {}): MasterLink {
