@@ -24,6 +24,8 @@ export class MasterElection {
   private observer: ElectionObserver | undefined;
   private closed = false;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** A failure to reach etcd was logged (once until it answers again). */
+  private warned = false;
 
   constructor(
     private readonly client: Etcd3,
@@ -36,9 +38,9 @@ export class MasterElection {
     this.election = client.election(name, Math.max(1, Math.ceil(ttlMs / 1000)));
   }
 
-  /** Starts watching who leads and standing as a candidate. */
-  async start(): Promise<void> {
-    await this.watch();
+  /** Starts watching who leads and standing as a candidate (in the background: etcd may not answer yet). */
+  start(): void {
+    void this.watch();
     this.stand();
   }
 
@@ -51,7 +53,12 @@ export class MasterElection {
     for (;;) {
       try {
         const observer = await this.election.observe();
+        if (this.closed) {
+          await observer.cancel().catch(() => {});
+          return;
+        }
         this.observer = observer;
+        this.warned = false;
         observer.on('error', () => {
           if (this.observer === observer) this.observer = undefined;
           if (!this.closed) setTimeout(() => void this.watch(), 500).unref();
@@ -59,7 +66,8 @@ export class MasterElection {
         return;
       } catch (e) {
         if (this.closed) return;
-        this.log.warn({ err: (e as Error).message }, 'cannot watch the master election yet (etcd unreachable?)');
+        if (!this.warned) this.log.warn({ err: (e as Error).message }, 'cannot watch the master election yet (etcd unreachable?): retrying');
+        this.warned = true;
         await new Promise((r) => setTimeout(r, 500));
       }
     }

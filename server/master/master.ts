@@ -441,7 +441,7 @@ export async function startMaster(cfg: MasterConfig, clock: Clock = systemClock,
         },
         log,
       );
-      await election.start();
+      election.start();
     }
   } catch (e) {
     await election?.close().catch(() => {});
