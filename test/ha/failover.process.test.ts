@@ -31,7 +31,7 @@ import { RingClient } from '../../client/index.js';
 import { RpcClient } from '../../server/protocol/rpc/index.js';
 import type { MasterRole } from '../../server/master/leadership.js';
 import type { TableChange } from '../../server/master/core.js';
-import { pollUntil, sleep } from '../helpers/async.js';
+import { pollUntil, sleep, thawAll } from '../helpers/async.js';
 import { request } from '../helpers/http.js';
 import { runCli } from '../helpers/cli.js';
 import { nodeStats, settled, stopStarted, type ClusterView } from '../helpers/cluster.js';
@@ -59,14 +59,7 @@ const cleanups: Array<() => Promise<void>> = [];
 const cliProcs = new Set<ChildProcess>();
 
 afterEach(async () => {
-  for (const pid of frozen) {
-    try {
-      process.kill(pid, 'SIGCONT');
-    } catch {
-      // already gone
-    }
-  }
-  frozen.clear();
+  thawAll(frozen);
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
   for (const p of cliProcs) p.kill('SIGKILL');
   cliProcs.clear();

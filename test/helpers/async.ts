@@ -23,3 +23,25 @@ export async function pollUntil(timeoutMs: number, check: () => Promise<boolean>
     await sleep(intervalMs);
   }
 }
+
+/** What `p` rejects with; throws if it resolves. */
+export async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected a rejection');
+}
+
+/** SIGCONT to every PID in `frozen` (processes a test SIGSTOPped), then forgets them. */
+export function thawAll(frozen: Set<number>): void {
+  for (const pid of frozen) {
+    try {
+      process.kill(pid, 'SIGCONT');
+    } catch {
+      // already gone
+    }
+  }
+  frozen.clear();
+}

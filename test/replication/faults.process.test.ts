@@ -18,7 +18,7 @@ import http from 'node:http';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initHash, Ring } from '../../ring/index.js';
 import type { RunningServer } from '../../bench/lib/servers.js';
-import { pool, pollUntil, sleep } from '../helpers/async.js';
+import { pool, pollUntil, sleep, thawAll } from '../helpers/async.js';
 import { request } from '../helpers/http.js';
 import { McClient, setCommand } from '../helpers/mc.js';
 import { debugLocal, holds, nodeStats, startTestCluster, stat, stopStarted, startTestNode, until, type DebugLocal } from '../helpers/cluster.js';
@@ -53,14 +53,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  for (const pid of frozen) {
-    try {
-      process.kill(pid, 'SIGCONT');
-    } catch {
-      // already gone
-    }
-  }
-  frozen.clear();
+  thawAll(frozen);
   agent?.destroy();
   // A restarted node shares the data dir that the handle of its first run removes when stopped.
   await stopStarted(started);

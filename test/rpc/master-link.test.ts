@@ -6,6 +6,7 @@ import { deadAddr } from '../helpers/connect.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MasterLink, RpcRemoteError, RpcServer, RpcTimeout, RpcUnavailable, type MasterLinkOptions } from '../../server/protocol/rpc/index.js';
 import { NotLeaderError, NOT_LEADER } from '../../server/master/leadership.js';
+import { rejection } from '../helpers/async.js';
 
 const HOST = '127.0.0.1';
 
@@ -49,15 +50,6 @@ function link(addrs: string | string[], opts: MasterLinkOptions = {}): MasterLin
   const l = new MasterLink(addrs, opts);
   links.push(l);
   return l;
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('MasterLink', () => {

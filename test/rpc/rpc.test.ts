@@ -21,6 +21,7 @@ import {
   type Timers,
 } from '../../server/protocol/rpc/index.js';
 import { connectSocket } from '../helpers/connect.js';
+import { rejection } from '../helpers/async.js';
 
 const HOST = '127.0.0.1';
 const T = { timeoutMs: 10_000 };
@@ -64,15 +65,6 @@ async function until(cond: () => boolean, what: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 5));
   }
   throw new Error(`gave up waiting for ${what}`);
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a rejection');
 }
 
 /** Everything a raw socket receives until the server closes it. */
